@@ -1,0 +1,15 @@
+//! triesync-core: the target-agnostic engine of triesync.
+//!
+//! It downloads a Merkle-Patricia state trie by hash from untrusted peers, verifies every
+//! node with keccak256 and commits only complete subtries, so that a half-filled store is
+//! always consistent and a restart fetches only what is missing. No browser APIs live
+//! here: the same code runs natively (tests, benchmarks, the reference peer) and in wasm.
+#![warn(missing_docs)]
+
+pub mod builder;
+pub mod hash;
+pub mod nodes;
+pub mod state;
+pub mod synthetic;
+
+pub use hash::{keccak256, H256, EMPTY_CODE_HASH, EMPTY_ROOT};
