@@ -13,3 +13,5 @@ pub mod state;
 pub mod synthetic;
 
 pub use hash::{keccak256, H256, EMPTY_CODE_HASH, EMPTY_ROOT};
+pub mod peer;
+pub mod store;
