@@ -101,8 +101,13 @@ pub enum StoreError {
 pub trait Store {
     /// For each key, whether it is present (in the same order).
     async fn contains(&self, keys: &[ItemKey]) -> Result<Vec<bool>, StoreError>;
+    /// The bytes stored under each key (in the same order), read together so a backend can
+    /// serve a whole trie level from one transaction.
+    async fn get_many(&self, keys: &[ItemKey]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
     /// The bytes stored under `key`.
-    async fn get(&self, key: ItemKey) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn get(&self, key: ItemKey) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get_many(&[key]).await?.pop().flatten())
+    }
     /// Writes every item of `batch` and `meta` atomically: all or nothing.
     async fn write(&self, batch: &Batch, meta: &SyncMeta) -> Result<(), StoreError>;
     /// The progress record of the last successful write, if any.
@@ -164,8 +169,8 @@ impl Store for MemoryStore {
         Ok(keys.iter().map(|k| inner.items.contains_key(k)).collect())
     }
 
-    async fn get(&self, key: ItemKey) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.get_sync(&key))
+    async fn get_many(&self, keys: &[ItemKey]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        Ok(keys.iter().map(|k| self.get_sync(k)).collect())
     }
 
     async fn write(&self, batch: &Batch, meta: &SyncMeta) -> Result<(), StoreError> {
