@@ -43,6 +43,12 @@ impl fmt::Display for H256 {
     }
 }
 
+impl serde::Serialize for H256 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
 /// keccak256 of `data`.
 pub fn keccak256(data: &[u8]) -> H256 {
     H256(Keccak256::digest(data).into())

@@ -1,0 +1,617 @@
+//! The sync driver (go-ethereum's `downloader/statesync.go`): runs a [`Scheduler`] against
+//! a set of peers and a store. Async and executor-agnostic: it needs only a [`Clock`], so
+//! the browser runs it on wasm-bindgen-futures and tests on any executor.
+
+use crate::hash::H256;
+use crate::peer::{Clock, Peer, PeerError};
+use crate::scheduler::{ProcessError, Scheduler};
+use crate::store::{ItemKey, Kind, Store, StoreError, SyncMeta};
+use futures::channel::mpsc;
+use futures::future::{self, Either, LocalBoxFuture};
+use futures::stream::{FuturesUnordered, StreamExt};
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Tunables of a sync.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// Write the batch once its bytes reach this (geth's `IdealBatchSize`).
+    pub batch_bytes: usize,
+    /// A request not answered in this time fails.
+    pub request_timeout: Duration,
+    /// Most items asked of a peer at once (the protocol's limit).
+    pub max_request_items: usize,
+    /// Items in a peer's first request, before its rate is known.
+    pub initial_request_items: usize,
+    /// Most code items in one request: keeps a protocol-following answer under 2 MiB
+    /// (code is at most 24 KiB), so an omitted code really means the peer lacks it.
+    pub max_codes_per_request: usize,
+    /// Requests in flight to one peer at once.
+    pub max_in_flight_per_peer: usize,
+    /// A peer is dropped after this many failed requests in a row, or this many answers
+    /// carrying data that hashed to nothing asked.
+    pub peer_failure_limit: u32,
+    /// The answer time a peer's request size is tuned to.
+    pub target_rtt: Duration,
+    /// Items looked up in the store at once.
+    pub check_chunk: usize,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            batch_bytes: 100 * 1024,
+            request_timeout: Duration::from_secs(10),
+            max_request_items: 384,
+            initial_request_items: 64,
+            max_codes_per_request: 64,
+            max_in_flight_per_peer: 2,
+            peer_failure_limit: 3,
+            target_rtt: Duration::from_millis(500),
+            check_chunk: 2048,
+        }
+    }
+}
+
+/// Why a sync stopped without completing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    /// Cancelled by the caller; everything complete so far was written.
+    #[error("sync cancelled")]
+    Cancelled,
+    /// No usable peer is left.
+    #[error("no usable peer left ({dropped} dropped)")]
+    NoPeers {
+        /// How many peers were dropped for misbehaving or failing.
+        dropped: usize,
+    },
+    /// Every usable peer was asked for an item and none had it.
+    #[error("item {hash} is not available from any peer")]
+    Unavailable {
+        /// The item's hash.
+        hash: H256,
+    },
+    /// The root's trie contains an invalid node or account (the root itself is wrong, or
+    /// it is not a state root).
+    #[error("invalid state: {0}")]
+    InvalidState(String),
+    /// The store failed; nothing of the failed batch was written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SyncError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SyncError::Cancelled => "CANCELLED",
+            SyncError::NoPeers { .. } => "NO_PEERS",
+            SyncError::Unavailable { .. } => "UNAVAILABLE",
+            SyncError::InvalidState(_) => "INVALID_STATE",
+            SyncError::Store(StoreError::QuotaExceeded) => "QUOTA_EXCEEDED",
+            SyncError::Store(StoreError::Locked) => "LOCKED",
+            SyncError::Store(_) => "STORE",
+        }
+    }
+}
+
+/// One peer's figures.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerStats {
+    /// The peer's id.
+    pub id: String,
+    /// Requests sent.
+    pub requests: u64,
+    /// Items delivered that were taken.
+    pub items: u64,
+    /// Bytes of those items.
+    pub bytes: u64,
+    /// Requests that timed out.
+    pub timeouts: u64,
+    /// Requests that failed otherwise (status, connection, malformed answer).
+    pub failures: u64,
+    /// Blobs that hashed to nothing asked (corrupt or unrequested).
+    pub rejected: u64,
+    /// Items it was asked for and did not deliver.
+    pub omitted: u64,
+    /// Items asked per request now.
+    pub capacity: u32,
+    /// Requests in flight now.
+    pub in_flight: u32,
+    /// Why it was dropped, if it was.
+    pub dropped: Option<String>,
+}
+
+/// Where the time went, in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timings {
+    /// Hashing, decoding and scheduling delivered blobs.
+    pub process_ms: f64,
+    /// Writing batches.
+    pub commit_ms: f64,
+    /// Looking items up in the store.
+    pub check_ms: f64,
+    /// Waiting for peers.
+    pub wait_ms: f64,
+}
+
+/// Progress after a commit, and the final report.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// The root being synced.
+    pub root: H256,
+    /// True once the whole trie under `root` is in the store.
+    pub complete: bool,
+    /// Trie nodes written by this run.
+    pub nodes: u64,
+    /// Bytes of those nodes.
+    pub node_bytes: u64,
+    /// Codes written by this run.
+    pub codes: u64,
+    /// Bytes of those codes.
+    pub code_bytes: u64,
+    /// Items found already in the store (not fetched).
+    pub found_in_store: u64,
+    /// Items in the scheduler's frontier.
+    pub pending: u64,
+    /// Blobs delivered twice.
+    pub duplicates: u64,
+    /// Blobs that hashed to nothing asked.
+    pub rejected: u64,
+    /// Valid blobs that a peer sent without being asked in that request.
+    pub unrequested: u64,
+    /// Batches written by this run.
+    pub batches: u64,
+    /// Milliseconds since the run started.
+    pub elapsed_ms: f64,
+    /// Where the time went.
+    pub timings: Timings,
+    /// Per peer.
+    pub peers: Vec<PeerStats>,
+}
+
+enum Command {
+    AddPeer(Rc<dyn Peer>),
+    RemovePeer(String),
+    SetRoot(H256),
+    Cancel,
+}
+
+/// Controls a running sync from outside: peers, root, cancellation. Cheap to clone.
+#[derive(Clone)]
+pub struct SyncHandle {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl std::fmt::Debug for SyncHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncHandle")
+    }
+}
+
+impl SyncHandle {
+    /// Adds a peer (before or during the run).
+    pub fn add_peer(&self, peer: Rc<dyn Peer>) {
+        let _ = self.tx.unbounded_send(Command::AddPeer(peer));
+    }
+    /// Removes a peer by id; its requests in flight are abandoned and retried elsewhere.
+    pub fn remove_peer(&self, id: &str) {
+        let _ = self.tx.unbounded_send(Command::RemovePeer(id.to_string()));
+    }
+    /// Switches to a new root; what was committed stays and is not fetched again.
+    pub fn set_root(&self, root: H256) {
+        let _ = self.tx.unbounded_send(Command::SetRoot(root));
+    }
+    /// Stops the sync after writing every complete item it holds.
+    pub fn cancel(&self) {
+        let _ = self.tx.unbounded_send(Command::Cancel);
+    }
+}
+
+/// A peer as the driver tracks it.
+struct PeerSlot {
+    peer: Rc<dyn Peer>,
+    stats: PeerStats,
+    /// Items per request, tuned to the peer's measured rate.
+    capacity: f64,
+    /// Failed requests in a row.
+    failures_in_row: u32,
+    /// Answers that carried data nobody asked for.
+    bad_answers: u32,
+}
+
+impl PeerSlot {
+    fn usable(&self) -> bool {
+        self.stats.dropped.is_none()
+    }
+}
+
+type Answer = (usize, u64, Vec<ItemKey>, f64, Result<Vec<Vec<u8>>, PeerError>);
+
+/// One sync run. Create with [`Syncer::new`], add peers through the handle, then `run`.
+pub struct Syncer {
+    root: H256,
+    config: SyncConfig,
+    rx: mpsc::UnboundedReceiver<Command>,
+}
+
+impl std::fmt::Debug for Syncer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Syncer").field("root", &self.root).finish()
+    }
+}
+
+impl Syncer {
+    /// A sync of `root` and its controlling handle.
+    pub fn new(root: H256, config: SyncConfig) -> (Syncer, SyncHandle) {
+        let (tx, rx) = mpsc::unbounded();
+        (Syncer { root, config, rx }, SyncHandle { tx })
+    }
+
+    /// Runs to completion, cancellation or failure, calling `on_progress` after every
+    /// commit. On every exit path the items complete so far are written first (unless the
+    /// store itself failed), so nothing verified is lost.
+    pub async fn run<S: Store, C: Clock>(
+        self,
+        store: &S,
+        clock: &C,
+        on_progress: &mut dyn FnMut(&Progress),
+    ) -> Result<Progress, SyncError> {
+        let meta = store.meta().await?;
+        let mut run = Run {
+            config: self.config,
+            clock,
+            store,
+            started: clock.now_ms(),
+            // On a store that never held anything, account-trie nodes need no lookup.
+            sched: Scheduler::new(self.root, meta.is_some()),
+            meta: meta.unwrap_or_default(),
+            peers: Vec::new(),
+            in_flight: FuturesUnordered::new(),
+            omitted_by: HashMap::new(),
+            progress: Progress { root: self.root, ..Progress::default() },
+            cancelled: false,
+            generation: 0,
+        };
+        run.meta.root = self.root;
+        run.meta.complete = false;
+        let mut rx = self.rx;
+        let result = run.main_loop(&mut rx, on_progress).await;
+        run.finish(result, on_progress).await
+    }
+}
+
+struct Run<'a, S, C> {
+    config: SyncConfig,
+    clock: &'a C,
+    store: &'a S,
+    started: f64,
+    sched: Scheduler,
+    meta: SyncMeta,
+    peers: Vec<PeerSlot>,
+    in_flight: FuturesUnordered<LocalBoxFuture<'static, Answer>>,
+    /// Items a peer answered without: not asked of that peer again.
+    omitted_by: HashMap<ItemKey, HashSet<usize>>,
+    progress: Progress,
+    cancelled: bool,
+    /// Bumped on a root change: answers to older requests are ignored.
+    generation: u64,
+}
+
+impl<S: Store, C: Clock> Run<'_, S, C> {
+    async fn main_loop(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<Command>,
+        on_progress: &mut dyn FnMut(&Progress),
+    ) -> Result<(), SyncError> {
+        loop {
+            while let Ok(cmd) = rx.try_recv() {
+                self.apply(cmd, on_progress).await?;
+            }
+            if self.cancelled {
+                return Err(SyncError::Cancelled);
+            }
+            self.resolve_checks().await?;
+            if self.sched.batch_bytes() >= self.config.batch_bytes {
+                self.commit(on_progress).await?;
+            }
+            if self.sched.is_done() {
+                return Ok(());
+            }
+            let stuck = self.assign();
+            if self.in_flight.is_empty() {
+                if !self.peers.iter().any(PeerSlot::usable) {
+                    let dropped = self.peers.len();
+                    return Err(SyncError::NoPeers { dropped });
+                }
+                if let Some(hash) = stuck {
+                    return Err(SyncError::Unavailable { hash });
+                }
+                if self.sched.fetchable() == 0 {
+                    // Only reachable if a blob we hold refers to nothing we can ask for.
+                    return Err(SyncError::InvalidState("scheduler has nothing to fetch".into()));
+                }
+            }
+            let waited = self.clock.now_ms();
+            let event = future::select(self.in_flight.next(), rx.next()).await;
+            self.progress.timings.wait_ms += self.clock.now_ms() - waited;
+            match event {
+                Either::Left((Some(answer), _)) => self.handle_answer(answer)?,
+                Either::Left((None, _)) => {}
+                Either::Right((Some(cmd), _)) => self.apply(cmd, on_progress).await?,
+                Either::Right((None, _)) => {}
+            }
+        }
+    }
+
+    async fn apply(
+        &mut self,
+        cmd: Command,
+        on_progress: &mut dyn FnMut(&Progress),
+    ) -> Result<(), SyncError> {
+        match cmd {
+            Command::AddPeer(peer) => {
+                let stats = PeerStats { id: peer.id().to_string(), ..PeerStats::default() };
+                let capacity = self.config.initial_request_items as f64;
+                self.peers.push(PeerSlot { peer, stats, capacity, failures_in_row: 0, bad_answers: 0 });
+            }
+            Command::RemovePeer(id) => {
+                for slot in self.peers.iter_mut().filter(|s| s.stats.id == id && s.usable()) {
+                    slot.stats.dropped = Some("removed".into());
+                }
+            }
+            Command::SetRoot(root) => {
+                if root != self.sched.root() {
+                    // Keep every complete subtrie of the old root, then start over: the
+                    // store lookups skip whatever the two roots share.
+                    self.commit(on_progress).await?;
+                    self.abandon_in_flight();
+                    self.sched = Scheduler::new(root, true);
+                    self.omitted_by.clear();
+                    self.meta.root = root;
+                    self.progress.root = root;
+                }
+            }
+            Command::Cancel => self.cancelled = true,
+        }
+        Ok(())
+    }
+
+    fn abandon_in_flight(&mut self) {
+        self.generation += 1;
+        self.in_flight = FuturesUnordered::new();
+        for slot in &mut self.peers {
+            slot.stats.in_flight = 0;
+        }
+    }
+
+    async fn resolve_checks(&mut self) -> Result<(), SyncError> {
+        loop {
+            let keys = self.sched.pending_checks(self.config.check_chunk);
+            if keys.is_empty() {
+                return Ok(());
+            }
+            let t = self.clock.now_ms();
+            let present = self.store.contains(&keys).await?;
+            self.progress.timings.check_ms += self.clock.now_ms() - t;
+            for (key, present) in keys.into_iter().zip(present) {
+                self.sched.resolve_check(key, present);
+            }
+        }
+    }
+
+    /// Gives every idle usable peer a request. Returns an item that every usable peer has
+    /// already failed to deliver, if the queue holds one.
+    fn assign(&mut self) -> Option<H256> {
+        let mut stuck = None;
+        let usable: Vec<usize> = (0..self.peers.len()).filter(|&i| self.peers[i].usable()).collect();
+        for &idx in &usable {
+            while (self.peers[idx].stats.in_flight as usize) < self.config.max_in_flight_per_peer {
+                let want = self.peers[idx].capacity.round().max(1.0) as usize;
+                let popped = self.sched.missing(want);
+                if popped.is_empty() {
+                    break;
+                }
+                let mut keys = Vec::with_capacity(popped.len());
+                let mut skipped = Vec::new();
+                let mut codes = 0;
+                for key in popped {
+                    let omitted = self.omitted_by.get(&key);
+                    if omitted.is_some_and(|set| set.contains(&idx)) {
+                        if omitted.is_some_and(|set| usable.iter().all(|p| set.contains(p))) {
+                            stuck = Some(key.hash);
+                        }
+                        skipped.push(key);
+                    } else if key.kind == Kind::Code && codes >= self.config.max_codes_per_request {
+                        skipped.push(key);
+                    } else {
+                        codes += usize::from(key.kind == Kind::Code);
+                        keys.push(key);
+                    }
+                }
+                self.sched.retry(&skipped);
+                if keys.is_empty() {
+                    break;
+                }
+                self.send(idx, keys);
+            }
+        }
+        stuck
+    }
+
+    fn send(&mut self, idx: usize, keys: Vec<ItemKey>) {
+        let slot = &mut self.peers[idx];
+        slot.stats.requests += 1;
+        slot.stats.in_flight += 1;
+        let fetch = slot.peer.fetch(keys.clone());
+        let timeout = self.clock.sleep(self.config.request_timeout);
+        let generation = self.generation;
+        let sent = self.clock.now_ms();
+        self.in_flight.push(Box::pin(async move {
+            // Dropping the losing fetch cancels it (the Peer contract).
+            let result = match future::select(fetch, timeout).await {
+                Either::Left((r, _)) => r,
+                Either::Right(_) => Err(PeerError::Timeout),
+            };
+            (idx, generation, keys, sent, result)
+        }));
+    }
+
+    fn handle_answer(&mut self, (idx, generation, keys, sent, result): Answer) -> Result<(), SyncError> {
+        if generation != self.generation {
+            return Ok(());
+        }
+        let elapsed = (self.clock.now_ms() - sent).max(1.0);
+        self.peers[idx].stats.in_flight -= 1;
+        let blobs = match result {
+            Ok(blobs) => blobs,
+            Err(err) => {
+                self.sched.retry(&keys);
+                self.request_failed(idx, &keys, err);
+                return Ok(());
+            }
+        };
+        let t = self.clock.now_ms();
+        let asked: HashSet<ItemKey> = keys.iter().copied().collect();
+        let mut delivered = HashSet::new();
+        let (mut items, mut bytes, mut rejected) = (0u64, 0u64, 0u64);
+        for blob in blobs {
+            let len = blob.len() as u64;
+            match self.sched.process(blob) {
+                Ok(key) => {
+                    items += 1;
+                    bytes += len;
+                    if !asked.contains(&key) {
+                        self.progress.unrequested += 1;
+                    }
+                    delivered.insert(key);
+                    self.omitted_by.remove(&key);
+                }
+                Err(ProcessError::AlreadyProcessed(_)) => self.progress.duplicates += 1,
+                Err(ProcessError::NotRequested(_)) => rejected += 1,
+                Err(e) => return Err(SyncError::InvalidState(e.to_string())),
+            }
+        }
+        self.progress.timings.process_ms += self.clock.now_ms() - t;
+        let omitted: Vec<ItemKey> = keys.iter().filter(|k| !delivered.contains(k)).copied().collect();
+        self.sched.retry(&omitted);
+        for key in &omitted {
+            self.omitted_by.entry(*key).or_default().insert(idx);
+        }
+        self.progress.rejected += rejected;
+        let limit = self.config.peer_failure_limit;
+        let max_items = self.config.max_request_items as f64;
+        let target = self.config.target_rtt.as_secs_f64() * 1000.0;
+        let slot = &mut self.peers[idx];
+        slot.stats.items += items;
+        slot.stats.bytes += bytes;
+        slot.stats.rejected += rejected;
+        slot.stats.omitted += omitted.len() as u64;
+        slot.failures_in_row = 0;
+        if rejected > 0 {
+            slot.bad_answers += 1;
+            if slot.bad_answers >= limit {
+                slot.stats.dropped = Some(format!("sent {} blobs that match nothing asked", slot.stats.rejected));
+            }
+        }
+        // Tune the request size to what the peer delivers in the target time (geth's
+        // msgrate idea), moving a quarter of the way each answer so one slow answer does
+        // not swing it.
+        let rate = items as f64 / elapsed;
+        let ideal = (rate * target).clamp(1.0, max_items);
+        slot.capacity = (slot.capacity * 0.75 + ideal * 0.25).clamp(1.0, max_items);
+        slot.stats.capacity = slot.capacity.round() as u32;
+        Ok(())
+    }
+
+    fn request_failed(&mut self, idx: usize, keys: &[ItemKey], err: PeerError) {
+        let limit = self.config.peer_failure_limit;
+        let slot = &mut self.peers[idx];
+        slot.failures_in_row += 1;
+        if err == PeerError::Timeout {
+            slot.stats.timeouts += 1;
+            slot.capacity = (slot.capacity / 4.0).max(1.0);
+            // As geth: a peer that cannot answer two items in time is of no use.
+            if keys.len() <= 2 {
+                slot.stats.dropped = Some("timed out on a request of two or fewer items".into());
+            }
+        } else {
+            slot.stats.failures += 1;
+        }
+        if slot.failures_in_row >= limit && slot.stats.dropped.is_none() {
+            slot.stats.dropped = Some(format!("{} failed requests in a row, last: {err}", slot.failures_in_row));
+        }
+        slot.stats.capacity = slot.capacity.round() as u32;
+    }
+
+    /// Writes the batch with the progress record in one atomic write.
+    async fn commit(&mut self, on_progress: &mut dyn FnMut(&Progress)) -> Result<(), SyncError> {
+        let complete = self.sched.is_done();
+        if self.sched.batch_bytes() == 0 && !(complete && !self.meta.complete) {
+            return Ok(());
+        }
+        let batch = self.sched.take_batch();
+        let mut meta = self.meta.clone();
+        let (mut nodes, mut node_bytes, mut codes, mut code_bytes) = (0u64, 0u64, 0u64, 0u64);
+        for (key, data) in &batch.items {
+            match key.kind {
+                Kind::Node => {
+                    nodes += 1;
+                    node_bytes += data.len() as u64;
+                }
+                Kind::Code => {
+                    codes += 1;
+                    code_bytes += data.len() as u64;
+                }
+            }
+        }
+        meta.nodes += nodes;
+        meta.node_bytes += node_bytes;
+        meta.codes += codes;
+        meta.code_bytes += code_bytes;
+        meta.complete = complete;
+        let t = self.clock.now_ms();
+        self.store.write(&batch, &meta).await?;
+        self.progress.timings.commit_ms += self.clock.now_ms() - t;
+        self.sched.batch_written();
+        self.meta = meta;
+        self.progress.nodes += nodes;
+        self.progress.node_bytes += node_bytes;
+        self.progress.codes += codes;
+        self.progress.code_bytes += code_bytes;
+        self.progress.batches += 1;
+        self.progress.complete = complete;
+        on_progress(&self.snapshot());
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Progress {
+        let stats = self.sched.stats();
+        let mut p = self.progress.clone();
+        p.pending = self.sched.pending() as u64;
+        p.found_in_store = stats.found_in_store;
+        p.elapsed_ms = self.clock.now_ms() - self.started;
+        p.peers = self.peers.iter().map(|s| s.stats.clone()).collect();
+        p
+    }
+
+    /// Writes what is complete on every exit path, then reports.
+    async fn finish(
+        &mut self,
+        result: Result<(), SyncError>,
+        on_progress: &mut dyn FnMut(&Progress),
+    ) -> Result<Progress, SyncError> {
+        self.abandon_in_flight();
+        match result {
+            Err(SyncError::Store(e)) => Err(SyncError::Store(e)),
+            other => {
+                self.commit(on_progress).await?;
+                other.map(|()| self.snapshot())
+            }
+        }
+    }
+}
