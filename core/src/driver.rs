@@ -2,7 +2,7 @@
 //! a set of peers and a store. Async and executor-agnostic: it needs only a [`Clock`], so
 //! the browser runs it on wasm-bindgen-futures and tests on any executor.
 
-use crate::hash::H256;
+use crate::hash::{keccak256, H256};
 use crate::peer::{Clock, Peer, PeerError};
 use crate::scheduler::{ProcessError, Scheduler};
 use crate::store::{ItemKey, Kind, Store, StoreError, SyncMeta};
@@ -166,6 +166,9 @@ pub struct Progress {
     pub unrequested: u64,
     /// Batches written by this run.
     pub batches: u64,
+    /// Items taken from verified data kept across a stop or a root change instead of
+    /// being fetched again.
+    pub reused: u64,
     /// Milliseconds since the run started.
     pub elapsed_ms: f64,
     /// Where the time went.
@@ -262,6 +265,8 @@ impl Syncer {
         on_progress: &mut dyn FnMut(&Progress),
     ) -> Result<Progress, SyncError> {
         let meta = store.meta().await?;
+        // Nodes a graceful stop kept: verified once, re-hashed here, used if still wanted.
+        let verified = store.frontier().await?.into_iter().map(|b| (keccak256(&b), b)).collect();
         let mut run = Run {
             config: self.config,
             clock,
@@ -273,6 +278,7 @@ impl Syncer {
             peers: Vec::new(),
             in_flight: FuturesUnordered::new(),
             omitted_by: HashMap::new(),
+            verified,
             progress: Progress { root: self.root, ..Progress::default() },
             cancelled: false,
             generation: 0,
@@ -296,6 +302,9 @@ struct Run<'a, S, C> {
     in_flight: FuturesUnordered<LocalBoxFuture<'static, Answer>>,
     /// Items a peer answered without: not asked of that peer again.
     omitted_by: HashMap<ItemKey, HashSet<usize>>,
+    /// Verified blobs not wanted yet (from a saved frontier, an old root's frontier or late
+    /// answers to an old root's requests), used instead of fetching when they are.
+    verified: HashMap<H256, Vec<u8>>,
     progress: Progress,
     cancelled: bool,
     /// Bumped on a root change: answers to older requests are ignored.
@@ -323,6 +332,10 @@ impl<S: Store, C: Clock> Run<'_, S, C> {
                 return Ok(());
             }
             let stuck = self.assign();
+            if self.in_flight.is_empty() && (self.sched.is_done() || self.sched.has_pending_checks()) {
+                // Data at hand (kept from an earlier run) advanced the sync: go round again.
+                continue;
+            }
             if self.in_flight.is_empty() {
                 if !self.peers.iter().any(PeerSlot::usable) {
                     let dropped = self.peers.len();
@@ -369,8 +382,11 @@ impl<S: Store, C: Clock> Run<'_, S, C> {
                     // Keep every complete subtrie of the old root, then start over: the
                     // store lookups skip whatever the two roots share.
                     self.commit(on_progress).await?;
-                    self.abandon_in_flight();
-                    self.sched = Scheduler::new(root, true);
+                    // Answers to the old root's requests still arrive and are kept if
+                    // verified; so is the old frontier.
+                    self.generation += 1;
+                    let old = std::mem::replace(&mut self.sched, Scheduler::new(root, true));
+                    self.verified.extend(old.waiting().into_iter().map(|b| (keccak256(&b), b)));
                     self.omitted_by.clear();
                     self.meta.root = root;
                     self.progress.root = root;
@@ -382,7 +398,6 @@ impl<S: Store, C: Clock> Run<'_, S, C> {
     }
 
     fn abandon_in_flight(&mut self) {
-        self.generation += 1;
         self.in_flight = FuturesUnordered::new();
         for slot in &mut self.peers {
             slot.stats.in_flight = 0;
@@ -416,6 +431,10 @@ impl<S: Store, C: Clock> Run<'_, S, C> {
                 if popped.is_empty() {
                     break;
                 }
+                let popped = self.take_from_verified(popped);
+                if popped.is_empty() {
+                    continue;
+                }
                 let mut keys = Vec::with_capacity(popped.len());
                 let mut skipped = Vec::new();
                 let mut codes = 0;
@@ -443,6 +462,26 @@ impl<S: Store, C: Clock> Run<'_, S, C> {
         stuck
     }
 
+    /// Processes the popped keys whose data is already at hand; returns the rest.
+    fn take_from_verified(&mut self, popped: Vec<ItemKey>) -> Vec<ItemKey> {
+        if self.verified.is_empty() {
+            return popped;
+        }
+        let mut rest = Vec::with_capacity(popped.len());
+        for key in popped {
+            let reused = match self.verified.remove(&key.hash) {
+                Some(blob) => self.sched.process_hashed(key.hash, blob).is_ok(),
+                None => false,
+            };
+            if reused {
+                self.progress.reused += 1;
+            } else {
+                rest.push(key);
+            }
+        }
+        rest
+    }
+
     fn send(&mut self, idx: usize, keys: Vec<ItemKey>) {
         let slot = &mut self.peers[idx];
         slot.stats.requests += 1;
@@ -462,11 +501,12 @@ impl<S: Store, C: Clock> Run<'_, S, C> {
     }
 
     fn handle_answer(&mut self, (idx, generation, keys, sent, result): Answer) -> Result<(), SyncError> {
-        if generation != self.generation {
-            return Ok(());
-        }
         let elapsed = (self.clock.now_ms() - sent).max(1.0);
         self.peers[idx].stats.in_flight -= 1;
+        if generation != self.generation {
+            self.keep_late_answer(&keys, result);
+            return Ok(());
+        }
         let blobs = match result {
             Ok(blobs) => blobs,
             Err(err) => {
@@ -481,7 +521,7 @@ impl<S: Store, C: Clock> Run<'_, S, C> {
         let (mut items, mut bytes, mut rejected) = (0u64, 0u64, 0u64);
         for blob in blobs {
             let len = blob.len() as u64;
-            match self.sched.process(blob) {
+            match self.sched.process_hashed(keccak256(&blob), blob) {
                 Ok(key) => {
                     items += 1;
                     bytes += len;
@@ -499,8 +539,12 @@ impl<S: Store, C: Clock> Run<'_, S, C> {
         self.progress.timings.process_ms += self.clock.now_ms() - t;
         let omitted: Vec<ItemKey> = keys.iter().filter(|k| !delivered.contains(k)).copied().collect();
         self.sched.retry(&omitted);
-        for key in &omitted {
-            self.omitted_by.entry(*key).or_default().insert(idx);
+        // An answer with bad data is the peer's fault, not proof that it lacks the rest:
+        // it is penalised below and may be asked again until dropped.
+        if rejected == 0 {
+            for key in &omitted {
+                self.omitted_by.entry(*key).or_default().insert(idx);
+            }
         }
         self.progress.rejected += rejected;
         let limit = self.config.peer_failure_limit;
@@ -528,6 +572,20 @@ impl<S: Store, C: Clock> Run<'_, S, C> {
         Ok(())
     }
 
+    /// An answer to a request of an older root: take what the current root wants, keep
+    /// the rest of what hashes to something asked, blame nobody.
+    fn keep_late_answer(&mut self, keys: &[ItemKey], result: Result<Vec<Vec<u8>>, PeerError>) {
+        let asked: HashSet<H256> = keys.iter().map(|k| k.hash).collect();
+        for blob in result.unwrap_or_default() {
+            let hash = keccak256(&blob);
+            if self.sched.wants(&ItemKey::node(hash)) || self.sched.wants(&ItemKey::code(hash)) {
+                let _ = self.sched.process_hashed(hash, blob);
+            } else if asked.contains(&hash) {
+                self.verified.insert(hash, blob);
+            }
+        }
+    }
+
     fn request_failed(&mut self, idx: usize, keys: &[ItemKey], err: PeerError) {
         let limit = self.config.peer_failure_limit;
         let slot = &mut self.peers[idx];
@@ -550,11 +608,21 @@ impl<S: Store, C: Clock> Run<'_, S, C> {
 
     /// Writes the batch with the progress record in one atomic write.
     async fn commit(&mut self, on_progress: &mut dyn FnMut(&Progress)) -> Result<(), SyncError> {
+        self.commit_with_frontier(None, on_progress).await
+    }
+
+    /// As `commit`, also replacing the saved frontier when `frontier` is set.
+    async fn commit_with_frontier(
+        &mut self,
+        frontier: Option<Vec<Vec<u8>>>,
+        on_progress: &mut dyn FnMut(&Progress),
+    ) -> Result<(), SyncError> {
         let complete = self.sched.is_done();
-        if self.sched.batch_bytes() == 0 && !(complete && !self.meta.complete) {
+        if self.sched.batch_bytes() == 0 && frontier.is_none() && !(complete && !self.meta.complete) {
             return Ok(());
         }
-        let batch = self.sched.take_batch();
+        let mut batch = self.sched.take_batch();
+        batch.frontier = frontier;
         let mut meta = self.meta.clone();
         let (mut nodes, mut node_bytes, mut codes, mut code_bytes) = (0u64, 0u64, 0u64, 0u64);
         for (key, data) in &batch.items {
@@ -609,7 +677,13 @@ impl<S: Store, C: Clock> Run<'_, S, C> {
         match result {
             Err(SyncError::Store(e)) => Err(SyncError::Store(e)),
             other => {
-                self.commit(on_progress).await?;
+                // Keep the verified frontier for the next run (or clear it when done).
+                let mut frontier = self.sched.waiting();
+                frontier.extend(self.verified.drain().map(|(_, b)| b));
+                if self.sched.is_done() {
+                    frontier.clear();
+                }
+                self.commit_with_frontier(Some(frontier), on_progress).await?;
                 other.map(|()| self.snapshot())
             }
         }

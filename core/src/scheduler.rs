@@ -185,6 +185,11 @@ impl Scheduler {
         self.to_check.drain(..n).collect()
     }
 
+    /// True while some items wait for a store lookup.
+    pub fn has_pending_checks(&self) -> bool {
+        !self.to_check.is_empty()
+    }
+
     /// Reports whether the store holds `key`. Present means complete (the store invariant),
     /// so it is never fetched; absent queues it for fetching.
     pub fn resolve_check(&mut self, key: ItemKey, present: bool) {
@@ -367,6 +372,16 @@ impl Scheduler {
     /// The last taken batch is in the store: forget its keys (the store answers for them).
     pub fn batch_written(&mut self) {
         self.flushing.clear();
+    }
+
+    /// Nodes verified and waiting for children: the work a stop would lose.
+    pub fn waiting(&self) -> Vec<Vec<u8>> {
+        self.requests.values().filter_map(|r| r.data.clone()).collect()
+    }
+
+    /// Whether `key` is queued or in flight (wanted from a peer now).
+    pub fn wants(&self, key: &ItemKey) -> bool {
+        self.requests.get(key).is_some_and(|r| matches!(r.state, State::Queued | State::Fetching))
     }
 
     /// Counters.

@@ -46,6 +46,11 @@ pub struct Batch {
     pub items: Vec<(ItemKey, Vec<u8>)>,
     /// Sum of the items' byte lengths.
     pub bytes: usize,
+    /// When set, replaces the saved frontier: nodes verified but still waiting for
+    /// children, kept on a graceful stop so that a resume does not fetch them again.
+    /// They are not "present" (their subtrees are not complete); they only seed the next
+    /// run, which re-hashes them before use.
+    pub frontier: Option<Vec<Vec<u8>>>,
 }
 
 impl Batch {
@@ -112,12 +117,15 @@ pub trait Store {
     async fn write(&self, batch: &Batch, meta: &SyncMeta) -> Result<(), StoreError>;
     /// The progress record of the last successful write, if any.
     async fn meta(&self) -> Result<Option<SyncMeta>, StoreError>;
+    /// The frontier saved by the last write that set one (empty if none).
+    async fn frontier(&self) -> Result<Vec<Vec<u8>>, StoreError>;
 }
 
 #[derive(Debug, Default)]
 struct MemoryInner {
     items: HashMap<ItemKey, Vec<u8>>,
     meta: Option<SyncMeta>,
+    frontier: Vec<Vec<u8>>,
     writes: usize,
     fail_next_write: Option<StoreError>,
 }
@@ -181,6 +189,9 @@ impl Store for MemoryStore {
         for (k, v) in &batch.items {
             inner.items.insert(*k, v.clone());
         }
+        if let Some(frontier) = &batch.frontier {
+            inner.frontier = frontier.clone();
+        }
         inner.meta = Some(meta.clone());
         inner.writes += 1;
         Ok(())
@@ -188,5 +199,9 @@ impl Store for MemoryStore {
 
     async fn meta(&self) -> Result<Option<SyncMeta>, StoreError> {
         Ok(self.inner.borrow().meta.clone())
+    }
+
+    async fn frontier(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(self.inner.borrow().frontier.clone())
     }
 }

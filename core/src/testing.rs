@@ -127,7 +127,7 @@ pub enum Behaviour {
     Garbage,
     /// Flips a byte in every blob.
     Corrupt,
-    /// Leaves out every `n`th asked item (a partial answer).
+    /// Leaves out every `n`th asked item, counting from 1 (a partial answer).
     OmitEvery(usize),
     /// Answers nothing (an empty list).
     Empty,
@@ -227,7 +227,7 @@ impl Peer for MemoryPeer {
             }
             Behaviour::OmitEvery(n) => {
                 let n = (*n).max(1);
-                blobs = blobs.into_iter().enumerate().filter(|(i, _)| i % n != 0).map(|(_, b)| b).collect();
+                blobs = blobs.into_iter().enumerate().filter(|(i, _)| i % n != n - 1).map(|(_, b)| b).collect();
             }
             Behaviour::Empty => blobs.clear(),
             Behaviour::Unrequested(extra) => blobs.extend(extra.iter().cloned()),

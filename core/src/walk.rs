@@ -269,7 +269,7 @@ mod tests {
         assert_eq!(report.missing, vec![ItemKey::node(victim)]);
         // Damage: store other bytes under a key.
         let other = *state.nodes.keys().find(|h| **h != state.root && **h != victim).unwrap();
-        let batch = Batch { items: vec![(ItemKey::node(other), vec![0xc0])], bytes: 1 };
+        let batch = Batch { items: vec![(ItemKey::node(other), vec![0xc0])], bytes: 1, ..Default::default() };
         block_on(store.write(&batch, &SyncMeta::default())).unwrap();
         let report = block_on(verify(&store, state.root)).unwrap();
         assert_eq!(report.corrupt, vec![ItemKey::node(other)]);

@@ -1,0 +1,593 @@
+//! Sync scenarios in the manner of go-ethereum's `trie/sync_test.go`: the scheduler driven
+//! by hand (Missing → read from source → Process → Commit) and the driver against
+//! in-memory peers, honest and hostile.
+
+mod common;
+
+use futures::executor::block_on;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::time::Duration;
+use triesync_core::driver::{Progress, SyncConfig, SyncError, Syncer};
+use triesync_core::nodes::{decode_node, ChildRef, Node};
+use triesync_core::peer::Peer;
+use triesync_core::scheduler::{ProcessError, Scheduler};
+use triesync_core::state::{build_state, Account, BuiltState, GenesisAccount};
+use triesync_core::store::{ItemKey, Kind, MemoryStore, Store, SyncMeta};
+use triesync_core::synthetic::{build_synthetic, SyntheticSpec};
+use triesync_core::testing::{Behaviour, MemoryPeer, ThreadClock};
+use triesync_core::{keccak256, walk, H256, EMPTY_CODE_HASH, EMPTY_ROOT};
+
+/// Tiny deterministic shuffle (no rand dependency).
+fn shuffle<T>(items: &mut [T], seed: &mut u64) {
+    for i in (1..items.len()).rev() {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        items.swap(i, (*seed % (i as u64 + 1)) as usize);
+    }
+}
+
+fn source(state: &BuiltState, key: &ItemKey) -> Vec<u8> {
+    match key.kind {
+        Kind::Node => state.nodes[&key.hash].clone(),
+        Kind::Code => state.codes[&key.hash].clone(),
+    }
+}
+
+/// Options of a hand-driven scheduler sync.
+#[derive(Clone, Copy)]
+struct Manual {
+    /// Items taken from `missing` at a time.
+    count: usize,
+    /// Shuffle each delivery with this seed (0 = in order).
+    seed: u64,
+    /// Deliver every blob twice.
+    twice: bool,
+    /// Stop after this many commits (simulated crash: the unflushed batch is lost).
+    stop_after_commits: Option<usize>,
+    /// Commit when the batch reaches this many bytes.
+    batch_bytes: usize,
+}
+
+impl Default for Manual {
+    fn default() -> Self {
+        Manual { count: 384, seed: 0, twice: false, stop_after_commits: None, batch_bytes: 100 * 1024 }
+    }
+}
+
+/// Outcome of a hand-driven sync.
+struct ManualRun {
+    fetched: Vec<ItemKey>,
+    committed: HashSet<ItemKey>,
+    peak_live: usize,
+    live_samples: Vec<usize>,
+    done: bool,
+}
+
+fn manual_sync(state: &BuiltState, store: &MemoryStore, opts: Manual) -> ManualRun {
+    let mut sched = Scheduler::new(state.root, true);
+    let mut run = ManualRun { fetched: vec![], committed: HashSet::new(), peak_live: 0, live_samples: vec![], done: false };
+    let mut seed = opts.seed;
+    let mut commits = 0;
+    loop {
+        loop {
+            let keys = sched.pending_checks(4096);
+            if keys.is_empty() {
+                break;
+            }
+            let present = block_on(store.contains(&keys)).unwrap();
+            for (k, p) in keys.into_iter().zip(present) {
+                sched.resolve_check(k, p);
+            }
+        }
+        let flush = sched.batch_bytes() >= opts.batch_bytes || (sched.is_done() && sched.batch_bytes() > 0);
+        if flush {
+            if opts.stop_after_commits == Some(commits) {
+                return run;
+            }
+            let batch = sched.take_batch();
+            run.committed.extend(batch.items.iter().map(|(k, _)| *k));
+            block_on(store.write(&batch, &SyncMeta::default())).unwrap();
+            sched.batch_written();
+            commits += 1;
+        }
+        if sched.is_done() && sched.batch_bytes() == 0 {
+            run.done = true;
+            return run;
+        }
+        let mut keys = sched.missing(opts.count);
+        assert!(!keys.is_empty(), "scheduler stalled with {} pending", sched.pending());
+        run.fetched.extend(&keys);
+        if opts.seed != 0 {
+            shuffle(&mut keys, &mut seed);
+        }
+        for key in &keys {
+            let blob = source(state, key);
+            assert_eq!(sched.process(blob.clone()), Ok(*key));
+            if opts.twice {
+                assert_eq!(sched.process(blob), Err(ProcessError::AlreadyProcessed(key.hash)));
+            }
+        }
+        run.peak_live = run.peak_live.max(sched.live_entries());
+        run.live_samples.push(sched.live_entries());
+    }
+}
+
+/// The store holds exactly the state's nodes and codes.
+fn assert_exact(store: &MemoryStore, state: &BuiltState) {
+    assert_eq!(store.count(Kind::Node), state.nodes.len(), "node count");
+    assert_eq!(store.bytes(Kind::Node), state.node_bytes(), "node bytes");
+    assert_eq!(store.count(Kind::Code), state.codes.len(), "code count");
+    assert_eq!(store.bytes(Kind::Code), state.code_bytes(), "code bytes");
+    let report = block_on(walk::verify(store, state.root)).unwrap();
+    assert!(report.complete, "verify: {report:?}");
+    assert_eq!(report.nodes as usize, state.nodes.len());
+    assert_eq!(report.codes as usize, state.codes.len());
+}
+
+/// Every stored item hashes to its key and has every child present: the invariant that
+/// makes "present" mean "complete".
+fn assert_consistent(store: &MemoryStore) {
+    for key in store.keys() {
+        let data = store.get_sync(&key).unwrap();
+        assert_eq!(keccak256(&data), key.hash, "{key:?} does not hash to its key");
+        if key.kind == Kind::Code {
+            continue;
+        }
+        let mut stack = vec![data];
+        while let Some(enc) = stack.pop() {
+            let node = decode_node(&enc).expect("stored node decodes");
+            let mut values = vec![];
+            match &node {
+                Node::Leaf { value, .. } => values.push(value.to_vec()),
+                Node::Branch { value: Some(v), .. } => values.push(v.to_vec()),
+                _ => {}
+            }
+            for (_, c) in node.children() {
+                match c {
+                    ChildRef::Hash(h) => assert!(store.get_sync(&ItemKey::node(h)).is_some(), "{key:?} stored without child {h:?}"),
+                    ChildRef::Inline(raw) => stack.push(raw.to_vec()),
+                    ChildRef::Empty => {}
+                }
+            }
+            for v in values {
+                if let Ok(acc) = Account::decode(&v) {
+                    if acc.storage_root != EMPTY_ROOT {
+                        assert!(store.get_sync(&ItemKey::node(acc.storage_root)).is_some(), "account without storage");
+                    }
+                    if acc.code_hash != EMPTY_CODE_HASH {
+                        assert!(store.get_sync(&ItemKey::code(acc.code_hash)).is_some(), "account without code");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn fixture(stem: &str) -> BuiltState {
+    common::load_state(stem).1
+}
+
+fn quick_config() -> SyncConfig {
+    SyncConfig { request_timeout: Duration::from_millis(300), batch_bytes: 16 * 1024, ..SyncConfig::default() }
+}
+
+fn drive(root: H256, store: &MemoryStore, peers: Vec<Rc<dyn Peer>>, config: SyncConfig) -> (Result<Progress, SyncError>, Vec<Progress>) {
+    let clock = ThreadClock::new();
+    let (syncer, handle) = Syncer::new(root, config);
+    for p in peers {
+        handle.add_peer(p);
+    }
+    let mut seen = vec![];
+    let result = block_on(syncer.run(store, &clock, &mut |p| seen.push(p.clone())));
+    (result, seen)
+}
+
+// ---- the scheduler by hand ----
+
+#[test]
+fn test_sync_every_fixture_in_order() {
+    for (stem, ..) in common::STATES {
+        let state = fixture(stem);
+        let store = MemoryStore::new();
+        let run = manual_sync(&state, &store, Manual::default());
+        assert!(run.done);
+        assert_exact(&store, &state);
+        assert_eq!(run.fetched.len(), state.nodes.len() + state.codes.len(), "{stem}: each item fetched once");
+    }
+}
+
+#[test]
+fn test_sync_random_order() {
+    let state = fixture("bt-block504980");
+    for seed in [1, 7, 99] {
+        let store = MemoryStore::new();
+        let run = manual_sync(&state, &store, Manual { seed, ..Manual::default() });
+        assert!(run.done);
+        assert_exact(&store, &state);
+    }
+}
+
+#[test]
+fn test_sync_small_batches() {
+    let state = fixture("mainnet-genesis");
+    for count in [1, 3, 17] {
+        let store = MemoryStore::new();
+        let run = manual_sync(&state, &store, Manual { count, batch_bytes: 4096, seed: 5, ..Manual::default() });
+        assert!(run.done);
+        assert_exact(&store, &state);
+        assert_consistent(&store);
+    }
+}
+
+#[test]
+fn test_sync_duplicated_deliveries() {
+    let state = fixture("bt-walletConfirm");
+    let store = MemoryStore::new();
+    let run = manual_sync(&state, &store, Manual { twice: true, ..Manual::default() });
+    assert!(run.done);
+    assert_exact(&store, &state);
+}
+
+#[test]
+fn test_sync_unrequested_and_mismatching_blobs_are_rejected() {
+    let state = fixture("sepolia-genesis");
+    let mut sched = Scheduler::new(state.root, false);
+    let root_key = sched.pending_checks(10)[0];
+    sched.resolve_check(root_key, false);
+    assert_eq!(sched.missing(10), vec![root_key]);
+    // Unrequested: a real node of the state that nobody asked for yet.
+    let other = state.nodes.iter().find(|(h, _)| **h != state.root).unwrap();
+    assert_eq!(sched.process(other.1.clone()), Err(ProcessError::NotRequested(*other.0)));
+    // A corrupt root: rejected, and the root is still wanted.
+    let mut bad = state.nodes[&state.root].clone();
+    bad[5] ^= 0xff;
+    assert!(matches!(sched.process(bad), Err(ProcessError::NotRequested(_))));
+    assert_eq!(sched.batch_bytes(), 0);
+    sched.retry(&[root_key]);
+    assert_eq!(sched.missing(10), vec![root_key], "asked again after the bad blob");
+    assert_eq!(sched.process(state.nodes[&state.root].clone()), Ok(root_key));
+    assert!(sched.missing(100).len() > 1, "the good root opened its children");
+}
+
+#[test]
+fn test_sync_partial_answers() {
+    // Deliver only the first half of every request; the rest comes back through retry.
+    let state = fixture("bt-block504980");
+    let store = MemoryStore::new();
+    let mut sched = Scheduler::new(state.root, true);
+    let mut rounds = 0;
+    while !(sched.is_done() && sched.batch_bytes() == 0) {
+        for k in sched.pending_checks(1000) {
+            sched.resolve_check(k, false);
+        }
+        let keys = sched.missing(8);
+        let (now, later) = keys.split_at(keys.len().div_ceil(2));
+        for k in now {
+            sched.process(source(&state, k)).unwrap();
+        }
+        sched.retry(later);
+        let batch = sched.take_batch();
+        block_on(store.write(&batch, &SyncMeta::default())).unwrap();
+        sched.batch_written();
+        rounds += 1;
+        assert!(rounds < 10_000);
+    }
+    assert_exact(&store, &state);
+}
+
+#[test]
+fn test_sync_interrupt_then_resume_fetches_nothing_committed_twice() {
+    let state = fixture("mainnet-genesis");
+    let store = MemoryStore::new();
+    let first = manual_sync(&state, &store, Manual { stop_after_commits: Some(5), seed: 3, ..Manual::default() });
+    assert!(!first.done);
+    assert_consistent(&store);
+    let committed = first.committed.len();
+    assert!(committed > 1000, "committed {committed}");
+    let second = manual_sync(&state, &store, Manual { seed: 4, ..Manual::default() });
+    assert!(second.done);
+    assert_exact(&store, &state);
+    let refetched: Vec<_> = second.fetched.iter().filter(|k| first.committed.contains(k)).collect();
+    assert!(refetched.is_empty(), "{} committed items fetched again", refetched.len());
+    // What was fetched but not yet committed at the crash is bounded by the frontier.
+    let lost = first.fetched.len() - committed;
+    assert!(lost <= first.peak_live + 384, "lost {lost} > frontier {}", first.peak_live);
+    assert_eq!(second.fetched.len() + committed, state.nodes.len());
+}
+
+#[test]
+fn test_sync_empty_root_needs_nothing() {
+    let mut sched = Scheduler::new(EMPTY_ROOT, true);
+    assert!(sched.is_done());
+    assert!(sched.pending_checks(10).is_empty());
+    let store = MemoryStore::new();
+    let peer = MemoryPeer::new("p", &BuiltState::default(), Behaviour::Honest);
+    let (result, _) = drive(EMPTY_ROOT, &store, vec![Rc::new(peer.clone())], quick_config());
+    assert!(result.unwrap().complete);
+    assert_eq!(peer.requests.get(), 0);
+}
+
+#[test]
+fn test_sync_root_already_in_store_fetches_nothing() {
+    let state = fixture("bt-walletConfirm");
+    let store = MemoryStore::new();
+    manual_sync(&state, &store, Manual::default());
+    let peer = MemoryPeer::new("p", &state, Behaviour::Honest);
+    let (result, _) = drive(state.root, &store, vec![Rc::new(peer.clone())], quick_config());
+    let report = result.unwrap();
+    assert!(report.complete);
+    assert_eq!(report.found_in_store, 1);
+    assert_eq!(peer.items_asked(), 0);
+}
+
+#[test]
+fn test_sync_shared_storage_and_code_fetched_once() {
+    let mut slot_value = [0u8; 32];
+    slot_value[31] = 42;
+    let contract = |addr: u8| GenesisAccount {
+        address: [addr; 20],
+        code: [0x60u8, 0x2a, 0x60, 0x00, 0x55].repeat(20),
+        storage: (0..40u8).map(|i| ([i; 32], slot_value)).collect(),
+        ..GenesisAccount::default()
+    };
+    let state = build_state(vec![contract(1), contract(2), contract(3)]);
+    assert_eq!(state.codes.len(), 1);
+    let store = MemoryStore::new();
+    let peer = MemoryPeer::new("p", &state, Behaviour::Honest);
+    let (result, _) = drive(state.root, &store, vec![Rc::new(peer.clone())], quick_config());
+    assert!(result.unwrap().complete);
+    assert_exact(&store, &state);
+    let asked = peer.asked.borrow();
+    assert!(asked.values().all(|&n| n == 1), "an item was asked twice");
+    assert_eq!(asked.len(), state.nodes.len() + state.codes.len());
+}
+
+// ---- the driver with peers ----
+
+#[test]
+fn test_driver_syncs_every_fixture_from_one_peer() {
+    for (stem, ..) in common::STATES {
+        let state = fixture(stem);
+        let store = MemoryStore::new();
+        let peer = MemoryPeer::new("p", &state, Behaviour::Honest);
+        let (result, progress) = drive(state.root, &store, vec![Rc::new(peer)], SyncConfig::default());
+        let report = result.unwrap();
+        assert!(report.complete, "{stem}");
+        assert_eq!(report.nodes as usize, state.nodes.len());
+        assert_eq!(report.codes as usize, state.codes.len());
+        assert!(!progress.is_empty());
+        assert!(progress.last().unwrap().complete);
+        assert_exact(&store, &state);
+        let meta = block_on(store.meta()).unwrap().unwrap();
+        assert!(meta.complete);
+        assert_eq!(meta.root, state.root);
+    }
+}
+
+fn hostile_next_to_good(behaviour: Behaviour) -> (Progress, MemoryStore, BuiltState) {
+    let state = fixture("mainnet-genesis");
+    let store = MemoryStore::new();
+    let good = MemoryPeer::new("good", &state, Behaviour::Honest);
+    let bad = good.sibling("bad", behaviour);
+    let (result, _) = drive(state.root, &store, vec![Rc::new(bad), Rc::new(good)], quick_config());
+    let report = result.unwrap();
+    assert_exact(&store, &state);
+    (report, store, state)
+}
+
+#[test]
+fn test_driver_timeout_peer_is_dropped_and_good_peer_finishes() {
+    let (report, ..) = hostile_next_to_good(Behaviour::Stall);
+    let bad = &report.peers[0];
+    assert!(bad.timeouts >= 1);
+    assert!(bad.dropped.is_some(), "{bad:?}");
+}
+
+#[test]
+fn test_driver_dropping_peer() {
+    let (report, ..) = hostile_next_to_good(Behaviour::Drop);
+    assert!(report.peers[0].failures >= 3);
+    assert!(report.peers[0].dropped.is_some());
+}
+
+#[test]
+fn test_driver_garbage_peer() {
+    let (report, ..) = hostile_next_to_good(Behaviour::Garbage);
+    assert!(report.peers[0].dropped.is_some());
+}
+
+#[test]
+fn test_driver_corrupt_peer() {
+    let (report, ..) = hostile_next_to_good(Behaviour::Corrupt);
+    assert!(report.peers[0].rejected > 0);
+    assert!(report.peers[0].dropped.is_some());
+    assert_eq!(report.peers[0].items, 0);
+}
+
+#[test]
+fn test_driver_partial_and_empty_answers() {
+    let (report, ..) = hostile_next_to_good(Behaviour::OmitEvery(2));
+    assert!(report.peers[0].omitted > 0);
+    let (report, ..) = hostile_next_to_good(Behaviour::Empty);
+    assert!(report.peers[0].omitted > 0);
+    assert_eq!(report.peers[0].items, 0);
+}
+
+#[test]
+fn test_driver_unrequested_and_duplicate_blobs() {
+    let junk = vec![vec![0xc0], vec![1, 2, 3], vec![0x80; 40]];
+    let (report, ..) = hostile_next_to_good(Behaviour::Unrequested(junk));
+    assert!(report.rejected > 0);
+    assert!(report.peers[0].dropped.is_some());
+    let (report, ..) = hostile_next_to_good(Behaviour::Duplicate(3));
+    assert!(report.duplicates > 0);
+}
+
+#[test]
+fn test_driver_slow_peer_is_kept_and_used() {
+    let clock: Rc<dyn triesync_core::peer::Clock> = Rc::new(ThreadClock::new());
+    let (report, ..) = hostile_next_to_good(Behaviour::Delay(Duration::from_millis(5), clock));
+    assert!(report.peers[0].dropped.is_none());
+    assert!(report.peers[0].items > 0);
+}
+
+#[test]
+fn test_driver_only_hostile_peers_fail_typed_and_store_stays_consistent() {
+    let state = fixture("mainnet-genesis");
+    let honest = MemoryPeer::new("x", &state, Behaviour::Honest);
+    for behaviour in [Behaviour::Stall, Behaviour::Drop, Behaviour::Corrupt, Behaviour::Garbage] {
+        let store = MemoryStore::new();
+        let peers: Vec<Rc<dyn Peer>> = vec![Rc::new(honest.sibling("a", behaviour.clone())), Rc::new(honest.sibling("b", behaviour))];
+        let (result, _) = drive(state.root, &store, peers, quick_config());
+        assert_eq!(result.unwrap_err(), SyncError::NoPeers { dropped: 2 });
+        assert_consistent(&store);
+    }
+    // A peer that omits some items forever: the rest is synced, the gap reported.
+    let store = MemoryStore::new();
+    let (result, _) = drive(state.root, &store, vec![Rc::new(honest.sibling("o", Behaviour::OmitEvery(50)))], quick_config());
+    assert!(matches!(result, Err(SyncError::Unavailable { .. })), "{result:?}");
+    assert_consistent(&store);
+    assert!(store.count(Kind::Node) > 0);
+}
+
+#[test]
+fn test_driver_no_peers_is_an_error_not_a_hang() {
+    let state = fixture("sepolia-genesis");
+    let (result, _) = drive(state.root, &MemoryStore::new(), vec![], quick_config());
+    assert_eq!(result.unwrap_err(), SyncError::NoPeers { dropped: 0 });
+}
+
+#[test]
+fn test_driver_peers_join_and_leave_mid_sync() {
+    let state = fixture("mainnet-genesis");
+    let store = MemoryStore::new();
+    let clock = ThreadClock::new();
+    let first = MemoryPeer::new("first", &state, Behaviour::Honest);
+    let second = first.sibling("second", Behaviour::Honest);
+    let (syncer, handle) = Syncer::new(state.root, quick_config());
+    handle.add_peer(Rc::new(first.clone()));
+    let mut commits = 0;
+    let h = handle.clone();
+    let second_rc: Rc<dyn Peer> = Rc::new(second.clone());
+    let result = block_on(syncer.run(&store, &clock, &mut |_| {
+        commits += 1;
+        if commits == 2 {
+            h.add_peer(second_rc.clone());
+        }
+        if commits == 6 {
+            h.remove_peer("first");
+        }
+    }));
+    let report = result.unwrap();
+    assert!(report.complete);
+    assert_exact(&store, &state);
+    assert!(second.items_asked() > 0, "the peer that joined was used");
+    assert_eq!(report.peers[0].dropped.as_deref(), Some("removed"));
+}
+
+#[test]
+fn test_driver_cancel_keeps_complete_items_and_resumes() {
+    let state = fixture("mainnet-genesis");
+    let store = MemoryStore::new();
+    let clock = ThreadClock::new();
+    let peer = MemoryPeer::new("p", &state, Behaviour::Honest);
+    let (syncer, handle) = Syncer::new(state.root, quick_config());
+    handle.add_peer(Rc::new(peer.clone()));
+    let mut commits = 0;
+    let result = block_on(syncer.run(&store, &clock, &mut |_| {
+        commits += 1;
+        if commits == 4 {
+            handle.cancel();
+        }
+    }));
+    assert_eq!(result.unwrap_err(), SyncError::Cancelled);
+    assert_consistent(&store);
+    let kept: HashSet<ItemKey> = store.keys().into_iter().collect();
+    assert!(kept.len() > 100);
+    let resumed = MemoryPeer::new("p2", &state, Behaviour::Honest);
+    let (result, _) = drive(state.root, &store, vec![Rc::new(resumed.clone())], quick_config());
+    let report = result.unwrap();
+    assert!(report.complete);
+    // The verified frontier kept at the stop was used, not fetched again: only answers
+    // still in flight at the cancel (at most two requests) are fetched twice.
+    assert!(report.reused > 0, "{report:?}");
+    let twice = peer.items_asked() + resumed.items_asked() - state.nodes.len() as u64;
+    assert!(twice <= 2 * 384, "{twice} items fetched twice");
+    assert_exact(&store, &state);
+    let asked = resumed.asked.borrow();
+    assert!(asked.keys().all(|k| !kept.contains(k)), "a kept item was fetched again");
+}
+
+#[test]
+fn test_driver_new_root_mid_sync_keeps_committed_work() {
+    let old = fixture("mainnet-genesis");
+    let fixture = common::load_state("mainnet-genesis").0;
+    let mut accounts = fixture.accounts().unwrap();
+    accounts[0].nonce += 1;
+    accounts.push(GenesisAccount { address: [0xee; 20], nonce: 1, ..GenesisAccount::default() });
+    let new = build_state(accounts);
+    let store = MemoryStore::new();
+    let clock = ThreadClock::new();
+    let mut merged = old.nodes.clone();
+    merged.extend(new.nodes.iter().map(|(k, v)| (*k, v.clone())));
+    let serving = BuiltState { root: new.root, nodes: merged, codes: HashMap::new(), accounts: 0 };
+    let peer = MemoryPeer::new("p", &serving, Behaviour::Honest);
+    let (syncer, handle) = Syncer::new(old.root, quick_config());
+    handle.add_peer(Rc::new(peer.clone()));
+    let mut commits = 0;
+    let report = block_on(syncer.run(&store, &clock, &mut |_| {
+        commits += 1;
+        if commits == 3 {
+            handle.set_root(new.root);
+        }
+    }))
+    .unwrap();
+    assert_eq!(report.root, new.root);
+    assert!(report.complete);
+    assert!(report.found_in_store > 0, "work of the old root was reused");
+    let v = block_on(walk::verify(&store, new.root)).unwrap();
+    assert!(v.complete);
+    assert_eq!(v.nodes as usize, new.nodes.len());
+    // Nothing was fetched twice across the switch.
+    assert!(peer.asked.borrow().values().all(|&n| n == 1));
+}
+
+#[test]
+fn test_driver_store_failure_is_typed_and_writes_nothing() {
+    let state = fixture("mainnet-genesis");
+    let store = MemoryStore::new();
+    store.fail_next_write(triesync_core::store::StoreError::QuotaExceeded);
+    let peer = MemoryPeer::new("p", &state, Behaviour::Honest);
+    let (result, _) = drive(state.root, &store, vec![Rc::new(peer)], quick_config());
+    let err = result.unwrap_err();
+    assert_eq!(err.code(), "QUOTA_EXCEEDED");
+    assert_eq!(store.count(Kind::Node), 0);
+    // Space is back: it resumes.
+    let peer = MemoryPeer::new("p", &state, Behaviour::Honest);
+    let (result, _) = drive(state.root, &store, vec![Rc::new(peer)], quick_config());
+    assert!(result.unwrap().complete);
+    assert_exact(&store, &state);
+}
+
+// ---- scale ----
+
+/// The scheduler keeps only the frontier: on a 100,000-account state its live entries
+/// stay bounded and do not grow as the committed part grows.
+#[test]
+fn test_scheduler_memory_is_bounded_on_100k_accounts() {
+    let state = build_synthetic(&SyntheticSpec::with_accounts(100_000, 11));
+    let total = state.nodes.len() + state.codes.len();
+    assert!(total > 100_000);
+    let store = MemoryStore::new();
+    let run = manual_sync(&state, &store, Manual::default());
+    assert!(run.done);
+    assert_eq!(store.count(Kind::Node), state.nodes.len());
+    let n = run.live_samples.len();
+    let first_half = run.live_samples[..n / 2].iter().max().copied().unwrap();
+    let second_half = run.live_samples[n / 2..].iter().max().copied().unwrap();
+    eprintln!("items {total}, peak live {}, first half {first_half}, second half {second_half}", run.peak_live);
+    assert!(run.peak_live < total / 5, "peak live {} of {total}", run.peak_live);
+    assert!(second_half <= first_half + first_half / 2, "live entries grew: {first_half} -> {second_half}");
+}
