@@ -1,3 +1,4 @@
+#![cfg(not(target_arch = "wasm32"))]
 //! The builder against every published root in `../shared/fixtures`.
 
 mod common;

@@ -1,3 +1,4 @@
+#![cfg(not(target_arch = "wasm32"))]
 //! Sync scenarios in the manner of go-ethereum's `trie/sync_test.go`: the scheduler driven
 //! by hand (Missing → read from source → Process → Commit) and the driver against
 //! in-memory peers, honest and hostile.
