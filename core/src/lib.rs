@@ -19,3 +19,4 @@ pub mod scheduler;
 pub mod driver;
 pub mod walk;
 pub mod testing;
+pub mod wire;

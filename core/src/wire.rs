@@ -1,0 +1,272 @@
+//! The peer protocol's messages (PROTOCOL.md), encoded and strictly decoded in one place
+//! so that the reference peer, the browser transports and the fuzzers share one codec.
+
+use crate::hash::H256;
+use rlp::{Rlp, RlpStream};
+
+/// Most hashes one request may carry.
+pub const MAX_HASHES: usize = 384;
+/// A protocol-following answer holds at most about this many bytes of blobs.
+pub const MAX_ANSWER_BYTES: usize = 2 * 1024 * 1024;
+/// geth's database key prefix for code (`'c'`), used by `debug_dbGet`.
+pub const CODE_PREFIX: u8 = 0x63;
+
+/// Why a message is not what the protocol says.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Not RLP, or RLP with trailing bytes.
+    #[error("invalid RLP: {0}")]
+    Rlp(String),
+    /// RLP of the wrong shape.
+    #[error("unexpected message shape: {0}")]
+    Shape(&'static str),
+    /// An item that must be a 32-byte hash is not.
+    #[error("hash item {index} has {len} bytes")]
+    HashLength {
+        /// Position in the list.
+        index: usize,
+        /// Its length.
+        len: usize,
+    },
+    /// More items than allowed.
+    #[error("{count} items, at most {max} allowed")]
+    TooMany {
+        /// Items found.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An empty request.
+    #[error("empty request")]
+    Empty,
+    /// A JSON-RPC body that is not what was asked for.
+    #[error("JSON-RPC: {0}")]
+    Json(String),
+}
+
+impl From<rlp::DecoderError> for WireError {
+    fn from(e: rlp::DecoderError) -> Self {
+        WireError::Rlp(e.to_string())
+    }
+}
+
+/// Parses `bytes` as exactly one RLP list (no trailing bytes).
+fn whole_list(bytes: &[u8]) -> Result<Rlp<'_>, WireError> {
+    let rlp = Rlp::new(bytes);
+    let info = rlp.payload_info()?;
+    if info.total() != bytes.len() {
+        return Err(WireError::Rlp("trailing bytes or truncated item".into()));
+    }
+    if !rlp.is_list() {
+        return Err(WireError::Shape("expected a list"));
+    }
+    Ok(rlp)
+}
+
+fn hashes_of(list: &Rlp<'_>) -> Result<Vec<H256>, WireError> {
+    let count = list.item_count()?;
+    if count == 0 {
+        return Err(WireError::Empty);
+    }
+    if count > MAX_HASHES {
+        return Err(WireError::TooMany { count, max: MAX_HASHES });
+    }
+    (0..count)
+        .map(|i| {
+            let item = list.at(i)?;
+            if item.is_list() {
+                return Err(WireError::Shape("hash must be a string"));
+            }
+            let data = item.data()?;
+            H256::from_slice(data).ok_or(WireError::HashLength { index: i, len: data.len() })
+        })
+        .collect()
+}
+
+fn blobs_of(list: &Rlp<'_>, max_items: usize) -> Result<Vec<Vec<u8>>, WireError> {
+    let count = list.item_count()?;
+    if count > max_items {
+        return Err(WireError::TooMany { count, max: max_items });
+    }
+    (0..count)
+        .map(|i| {
+            let item = list.at(i)?;
+            if item.is_list() {
+                return Err(WireError::Shape("blob must be a string"));
+            }
+            Ok(item.data()?.to_vec())
+        })
+        .collect()
+}
+
+fn append_hashes(s: &mut RlpStream, hashes: &[H256]) {
+    s.begin_list(hashes.len());
+    for h in hashes {
+        s.append(&h.0.as_slice());
+    }
+}
+
+fn append_blobs(s: &mut RlpStream, blobs: &[Vec<u8>]) {
+    s.begin_list(blobs.len());
+    for b in blobs {
+        s.append(&b.as_slice());
+    }
+}
+
+/// `POST /v1/nodes` body: the RLP list of hashes.
+pub fn encode_request(hashes: &[H256]) -> Vec<u8> {
+    let mut s = RlpStream::new();
+    append_hashes(&mut s, hashes);
+    s.out().to_vec()
+}
+
+/// Reads a `POST /v1/nodes` body: 1 to 384 hashes.
+pub fn decode_request(bytes: &[u8]) -> Result<Vec<H256>, WireError> {
+    hashes_of(&whole_list(bytes)?)
+}
+
+/// An answer: the RLP list of blobs.
+pub fn encode_blobs(blobs: &[Vec<u8>]) -> Vec<u8> {
+    let mut s = RlpStream::new();
+    append_blobs(&mut s, blobs);
+    s.out().to_vec()
+}
+
+/// Reads an answer of at most `max_items` blobs (a peer may not send more than asked and
+/// a few extra: the caller sets the bound).
+pub fn decode_blobs(bytes: &[u8], max_items: usize) -> Result<Vec<Vec<u8>>, WireError> {
+    blobs_of(&whole_list(bytes)?, max_items)
+}
+
+/// A WebSocket request: `RLP[requestId, [hash...]]`.
+pub fn encode_ws_request(id: u64, hashes: &[H256]) -> Vec<u8> {
+    let mut s = RlpStream::new_list(2);
+    s.append(&id);
+    append_hashes(&mut s, hashes);
+    s.out().to_vec()
+}
+
+fn ws_envelope(bytes: &[u8]) -> Result<(u64, Rlp<'_>), WireError> {
+    let rlp = whole_list(bytes)?;
+    if rlp.item_count()? != 2 {
+        return Err(WireError::Shape("expected [requestId, list]"));
+    }
+    let id: u64 = rlp.val_at(0)?;
+    let list = rlp.at(1)?;
+    if !list.is_list() {
+        return Err(WireError::Shape("expected a list after the request id"));
+    }
+    Ok((id, list))
+}
+
+/// Reads a WebSocket request.
+pub fn decode_ws_request(bytes: &[u8]) -> Result<(u64, Vec<H256>), WireError> {
+    let (id, list) = ws_envelope(bytes)?;
+    Ok((id, hashes_of(&list)?))
+}
+
+/// A WebSocket answer: `RLP[requestId, [blob...]]`.
+pub fn encode_ws_response(id: u64, blobs: &[Vec<u8>]) -> Vec<u8> {
+    let mut s = RlpStream::new_list(2);
+    s.append(&id);
+    append_blobs(&mut s, blobs);
+    s.out().to_vec()
+}
+
+/// Reads a WebSocket answer of at most `max_items` blobs.
+pub fn decode_ws_response(bytes: &[u8], max_items: usize) -> Result<(u64, Vec<Vec<u8>>), WireError> {
+    let (id, list) = ws_envelope(bytes)?;
+    Ok((id, blobs_of(&list, max_items)?))
+}
+
+/// The `debug_dbGet` key of an item: the hash, or geth's `c` prefix + hash for code.
+pub fn rpc_key(hash: &H256, code: bool) -> String {
+    if code {
+        format!("0x{:02x}{}", CODE_PREFIX, hex::encode(hash.0))
+    } else {
+        hash.to_hex()
+    }
+}
+
+/// A batched `debug_dbGet` request with ids `0..keys.len()`.
+pub fn encode_rpc_batch(keys: &[(H256, bool)]) -> String {
+    let calls: Vec<serde_json::Value> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, (h, code))| {
+            serde_json::json!({"jsonrpc": "2.0", "id": i, "method": "debug_dbGet", "params": [rpc_key(h, *code)]})
+        })
+        .collect();
+    serde_json::Value::Array(calls).to_string()
+}
+
+/// Reads the answer to [`encode_rpc_batch`] of `asked` calls: the values of the calls that
+/// succeeded (absent keys are JSON-RPC errors and are skipped), in any order.
+pub fn decode_rpc_batch(body: &str, asked: usize) -> Result<Vec<Vec<u8>>, WireError> {
+    let value: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| WireError::Json(e.to_string()))?;
+    let answers = match value {
+        serde_json::Value::Array(a) => a,
+        // A single error object answers a whole batch the server refused.
+        serde_json::Value::Object(o) => {
+            return Err(WireError::Json(o.get("error").map_or("not a batch".into(), |e| e.to_string())))
+        }
+        _ => return Err(WireError::Json("not a batch".into())),
+    };
+    if answers.len() > asked {
+        return Err(WireError::TooMany { count: answers.len(), max: asked });
+    }
+    let mut out = Vec::with_capacity(answers.len());
+    for a in answers {
+        let Some(result) = a.get("result") else { continue };
+        let text = result.as_str().ok_or_else(|| WireError::Json("result is not a string".into()))?;
+        let digits = text.strip_prefix("0x").ok_or_else(|| WireError::Json("result is not 0x-hex".into()))?;
+        out.push(hex::decode(digits).map_err(|e| WireError::Json(e.to_string()))?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keccak256;
+
+    #[test]
+    fn request_and_answer_roundtrip() {
+        let hashes: Vec<H256> = (0..5u8).map(|i| keccak256(&[i])).collect();
+        assert_eq!(decode_request(&encode_request(&hashes)).unwrap(), hashes);
+        let blobs = vec![vec![1, 2, 3], vec![], vec![0xc0; 100]];
+        assert_eq!(decode_blobs(&encode_blobs(&blobs), 10).unwrap(), blobs);
+        assert_eq!(decode_ws_request(&encode_ws_request(7, &hashes)).unwrap(), (7, hashes));
+        assert_eq!(decode_ws_response(&encode_ws_response(9, &blobs), 3).unwrap(), (9, blobs));
+    }
+
+    #[test]
+    fn bad_messages_are_typed_errors() {
+        assert_eq!(decode_request(&encode_request(&[])), Err(WireError::Empty));
+        let many: Vec<H256> = (0..385u16).map(|i| keccak256(&i.to_be_bytes())).collect();
+        assert_eq!(decode_request(&encode_request(&many)), Err(WireError::TooMany { count: 385, max: 384 }));
+        let mut s = RlpStream::new_list(1);
+        s.append(&vec![1u8; 31]);
+        assert_eq!(decode_request(&s.out()), Err(WireError::HashLength { index: 0, len: 31 }));
+        let mut body = encode_blobs(&[vec![1]]);
+        body.push(0);
+        assert!(matches!(decode_blobs(&body, 10), Err(WireError::Rlp(_))));
+        assert!(matches!(decode_blobs(&[0x82, 1, 2], 10), Err(WireError::Shape(_))));
+        assert!(matches!(decode_blobs(&encode_blobs(&[vec![1], vec![2]]), 1), Err(WireError::TooMany { .. })));
+        assert!(decode_ws_response(&encode_blobs(&[vec![1]]), 10).is_err());
+        assert!(decode_blobs(b"<html>502</html>", 10).is_err());
+    }
+
+    #[test]
+    fn rpc_batch_roundtrip_skips_errors() {
+        let h = keccak256(b"x");
+        let body = encode_rpc_batch(&[(h, false), (h, true)]);
+        assert!(body.contains(&format!("0x63{}", hex::encode(h.0))));
+        let answer = r#"[{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"not found"}},{"jsonrpc":"2.0","id":0,"result":"0xc0"}]"#;
+        assert_eq!(decode_rpc_batch(answer, 2).unwrap(), vec![vec![0xc0]]);
+        assert!(decode_rpc_batch("<html>", 2).is_err());
+        assert!(decode_rpc_batch(r#"[{"result":"zz"}]"#, 2).is_err());
+        assert!(decode_rpc_batch(r#"[{"result":"0x00"},{"result":"0x00"},{"result":"0x00"}]"#, 2).is_err());
+    }
+}
