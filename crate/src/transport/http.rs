@@ -1,0 +1,43 @@
+//! Binary HTTP: `POST {base}/v1/nodes` with `RLP([hash, ...])`, answered by
+//! `RLP([blob, ...])`. One `fetch` per request; dropping the future or the transport's own
+//! deadline aborts it through an `AbortController`.
+
+use super::{hashes, malformed, max_items, post, Answer, PeerSpec, TransportOptions};
+use triesync_core::wire;
+use futures::FutureExt;
+use triesync_core::peer::Peer;
+use triesync_core::store::ItemKey;
+
+/// A peer spoken to with one `fetch` per request.
+#[derive(Debug)]
+pub struct HttpPeer {
+    id: String,
+    endpoint: String,
+    options: TransportOptions,
+}
+
+impl HttpPeer {
+    /// A peer for `spec` (whose endpoint is the `/v1/nodes` URL).
+    pub fn new(spec: &PeerSpec, options: TransportOptions) -> Self {
+        HttpPeer { id: spec.url.clone(), endpoint: spec.endpoint.clone(), options }
+    }
+}
+
+impl Peer for HttpPeer {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn fetch(&self, keys: Vec<ItemKey>) -> Answer {
+        let body = wire::encode_request(&hashes(&keys));
+        let limit = max_items(keys.len());
+        let endpoint = self.endpoint.clone();
+        let options = self.options;
+        // No Content-Type: a bare binary body keeps the request CORS-simple (no preflight).
+        async move {
+            let answer = post(&endpoint, &body, None, options).await?;
+            wire::decode_blobs(&answer, limit).map_err(malformed)
+        }
+        .boxed_local()
+    }
+}
