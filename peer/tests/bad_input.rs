@@ -1,0 +1,245 @@
+//! Malformed and oversized requests get the documented answer, slow clients are cut off,
+//! and the peer keeps serving afterwards.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use triesync_core::{keccak256, H256};
+
+fn hashes(n: usize) -> Vec<H256> {
+    (0..n as u32).map(|i| keccak256(&i.to_be_bytes())).collect()
+}
+
+#[test]
+fn nodes_rejects_malformed_bodies_with_400_and_a_reason() {
+    let p = Peer::start(&["--synthetic", "100"]);
+    let url = format!("{}/v1/nodes", p.base);
+    let good = hash_list(&hashes(3));
+    let mut trailing = good.clone();
+    trailing.push(0x00);
+    let mut short_item = vec![0xe0, 0x9f];
+    short_item.extend_from_slice(&[1u8; 31]);
+    let mut long_item = vec![0xe2, 0xa1];
+    long_item.extend_from_slice(&[1u8; 33]);
+    let mut nested = rlp::RlpStream::new_list(1);
+    nested.begin_list(1).append(&[1u8; 32].as_slice());
+    let mut string_not_list = vec![0xa0];
+    string_not_list.extend_from_slice(&[1u8; 32]);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty body", vec![]),
+        ("not RLP", b"hello world".to_vec()),
+        ("truncated", good[..good.len() - 5].to_vec()),
+        ("trailing bytes", trailing),
+        ("empty list", vec![0xc0]),
+        ("31-byte item", short_item),
+        ("33-byte item", long_item),
+        ("nested list", nested.out().to_vec()),
+        ("string, not a list", string_not_list),
+    ];
+    for (what, body) in cases {
+        let (status, ct, reason) = post(&url, "application/octet-stream", &body);
+        assert_eq!(status, 400, "{what}");
+        assert!(ct.starts_with("text/plain"), "{what}: {ct}");
+        assert!(reason.len() > 3, "{what}: a reason is given");
+    }
+    assert_exact(&[p.root], &fetch_http(&p.base, &[p.root]), "still serving");
+}
+
+#[test]
+fn nodes_refuses_too_many_hashes_and_oversized_bodies_with_413() {
+    let p = Peer::start(&["--synthetic", "100", "--body-timeout-ms", "5000"]);
+    let url = format!("{}/v1/nodes", p.base);
+    let (status, _, _) = post(&url, "application/octet-stream", &hash_list(&hashes(384)));
+    assert_eq!(status, 200);
+    let (status, _, _) = post(&url, "application/octet-stream", &hash_list(&hashes(385)));
+    assert_eq!(status, 413);
+    let (status, _, _) = post(&url, "application/octet-stream", &vec![0u8; 200_000]);
+    assert_eq!(status, 413);
+
+    // A huge Content-Length is refused at once, before any of the body is sent.
+    let t = Instant::now();
+    let req = b"POST /v1/nodes HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n";
+    let (resp, _) = raw_exchange(&p.addr, req, Duration::from_secs(3));
+    assert_eq!(raw_status(&resp), Some(413), "{}", String::from_utf8_lossy(&resp));
+    assert!(t.elapsed() < Duration::from_secs(2));
+
+    // A chunked body over the limit: read and dropped, never kept, then 413.
+    let mut req = b"POST /v1/nodes HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..20 {
+        req.extend_from_slice(b"1000\r\n");
+        req.extend_from_slice(&[0xaa; 0x1000]);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let (resp, _) = raw_exchange(&p.addr, &req, Duration::from_secs(3));
+    assert_eq!(raw_status(&resp), Some(413), "{}", String::from_utf8_lossy(&resp));
+    assert_eq!(p.info()["accounts"], 100);
+}
+
+#[test]
+fn unknown_routes_and_methods() {
+    let p = Peer::start(&["--synthetic", "100"]);
+    assert_eq!(get(&format!("{}/nope", p.base)).0, 404);
+    assert_eq!(get(&format!("{}/v1/nodes", p.base)).0, 405);
+    assert_eq!(post(&format!("{}/v1/info", p.base), "text/plain", b"x").0, 405);
+    // /v1/ws without an upgrade.
+    assert_eq!(get(&format!("{}/v1/ws", p.base)).0, 426);
+    let (status, _, body) = get(&format!("{}/", p.base));
+    assert_eq!(status, 200);
+    assert!(String::from_utf8(body).unwrap().contains("/v1/nodes"));
+}
+
+fn rpc_raw(p: &Peer, body: &[u8]) -> (u16, Value) {
+    let (status, _, body) = post(&format!("{}/", p.base), "application/json", body);
+    let v = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap() };
+    (status, v)
+}
+
+#[test]
+fn json_rpc_errors() {
+    let p = Peer::start(&["--synthetic", "100,contracts=2"]);
+    let call = |params: Value| json!({"jsonrpc": "2.0", "id": 7, "method": "debug_dbGet", "params": params});
+    let code = |v: &Value| v["error"]["code"].as_i64();
+
+    let (status, v) = rpc_raw(&p, b"{not json");
+    assert_eq!((status, code(&v)), (200, Some(-32700)));
+    assert_eq!(v["id"], Value::Null);
+
+    let (_, v) = rpc_raw(&p, json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}).to_string().as_bytes());
+    assert_eq!((code(&v), &v["id"]), (Some(-32601), &json!(1)));
+
+    for bad in [json!([]), json!([1]), json!(["0xzz"]), json!(["0x1", "0x2"]), json!("0x00"), Value::Null] {
+        let (_, v) = rpc_raw(&p, call(bad.clone()).to_string().as_bytes());
+        assert_eq!(code(&v), Some(-32602), "params {bad}: {v}");
+        assert_eq!(v["id"], 7);
+    }
+
+    // Not found: unknown 32-byte key, other lengths, raw (non-0x) keys.
+    for key in [H256([9; 32]).to_hex(), "0x1234".into(), "abc".into()] {
+        let (_, v) = rpc_raw(&p, call(json!([key])).to_string().as_bytes());
+        assert_eq!(v["error"], json!({"code": -32000, "message": "not found"}), "{key}");
+    }
+
+    // Found: the root as a single call, with the id echoed.
+    let (_, v) = rpc_raw(&p, call(json!([p.root.to_hex()])).to_string().as_bytes());
+    assert_eq!(keccak256(&hex_result(&v)), p.root);
+    assert_eq!(v["id"], 7);
+    assert_eq!(v["jsonrpc"], "2.0");
+
+    // Batches: empty, too large, invalid members, notifications.
+    let (_, v) = rpc_raw(&p, b"[]");
+    assert_eq!(code(&v), Some(-32600));
+    let big: Vec<Value> = (0..1001).map(|_| call(json!([p.root.to_hex()]))).collect();
+    let (_, v) = rpc_raw(&p, serde_json::to_vec(&big).unwrap().as_slice());
+    assert_eq!(code(&v), Some(-32600));
+    let mixed = json!([
+        call(json!([p.root.to_hex()])),
+        42,
+        {"jsonrpc": "2.0", "id": "s", "method": "nope"},
+        {"jsonrpc": "2.0", "method": "debug_dbGet", "params": [p.root.to_hex()]},
+    ]);
+    let (_, v) = rpc_raw(&p, mixed.to_string().as_bytes());
+    let arr = v.as_array().unwrap();
+    assert_eq!(arr.len(), 3, "the notification gets no answer: {v}");
+    assert_eq!(keccak256(&hex_result(&arr[0])), p.root);
+    assert_eq!(code(&arr[1]), Some(-32600));
+    assert_eq!((code(&arr[2]), &arr[2]["id"]), (Some(-32601), &json!("s")));
+
+    // Body size limit.
+    let req = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5000000\r\n\r\n[";
+    let (resp, _) = raw_exchange(&p.addr, req, Duration::from_secs(3));
+    assert_eq!(raw_status(&resp), Some(413));
+}
+
+#[test]
+fn websocket_malformed_messages_close_with_a_code() {
+    let p = Peer::start(&["--synthetic", "100"]);
+    let expect_close = |msg: tungstenite::Message, want: u16| {
+        let mut ws = ws_connect(&p.addr, Duration::from_secs(5));
+        // A good request first: the socket works.
+        assert_exact(&[p.root], &ws_roundtrip(&mut ws, 1, &[p.root]).1, "before");
+        ws.send(msg).unwrap();
+        loop {
+            match ws.read() {
+                Ok(tungstenite::Message::Close(Some(frame))) => {
+                    assert_eq!(u16::from(frame.code), want, "reason {}", frame.reason);
+                    assert!(!frame.reason.is_empty());
+                    break;
+                }
+                Ok(tungstenite::Message::Close(None)) => panic!("close without a code"),
+                Ok(_) => continue,
+                Err(e) => panic!("expected a close frame {want}, got {e}"),
+            }
+        }
+    };
+    expect_close(tungstenite::Message::Text("hello".into()), 1003);
+    expect_close(tungstenite::Message::Binary(vec![0xc3, 0x01].into()), 1008);
+    expect_close(tungstenite::Message::Binary(ws_request(1, &[]).into()), 1008);
+    expect_close(tungstenite::Message::Binary(hash_list(&hashes(2)).into()), 1008);
+    let mut bad_len = rlp::RlpStream::new_list(2);
+    bad_len.append(&1u64).begin_list(1).append(&[1u8; 20].as_slice());
+    expect_close(tungstenite::Message::Binary(bad_len.out().to_vec().into()), 1008);
+    expect_close(tungstenite::Message::Binary(ws_request(1, &hashes(385)).into()), 1009);
+    assert_eq!(p.info()["accounts"], 100);
+}
+
+#[test]
+fn slow_headers_and_bodies_are_cut_off() {
+    let p = Peer::start(&["--synthetic", "100", "--header-timeout-ms", "500", "--body-timeout-ms", "500"]);
+    // Headers never finished: the connection is closed.
+    let t = Instant::now();
+    let (_, closed) = raw_exchange(&p.addr, b"POST /v1/nodes HTTP/1.1\r\nHost: x\r\n", Duration::from_secs(4));
+    assert!(closed, "slow headers not cut off");
+    assert!(t.elapsed() < Duration::from_secs(3));
+    // A body that never arrives: 408 and close.
+    let t = Instant::now();
+    let req = b"POST /v1/nodes HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789";
+    let (resp, closed) = raw_exchange(&p.addr, req, Duration::from_secs(4));
+    assert_eq!(raw_status(&resp), Some(408), "{}", String::from_utf8_lossy(&resp));
+    assert!(closed);
+    assert!(t.elapsed() < Duration::from_secs(3));
+    // Junk instead of HTTP: closed (hyper may answer 400 first).
+    let (resp, closed) = raw_exchange(&p.addr, b"\x16\x03\x01 not http at all\r\n\r\n", Duration::from_secs(4));
+    assert!(closed);
+    assert!(resp.is_empty() || raw_status(&resp) == Some(400));
+    assert_eq!(p.info()["accounts"], 100);
+}
+
+#[test]
+fn stalled_connections_are_released_when_clients_give_up() {
+    // Two connection slots: if abandoned stalled requests held them, /v1/info would hang.
+    let p = Peer::start(&["--synthetic", "100", "--stall", "1.0", "--max-connections", "2"]);
+    let a = || agent(Duration::from_millis(300));
+    for _ in 0..5 {
+        let r = post_with(&a(), &format!("{}/v1/nodes", p.base), "application/octet-stream", &hash_list(&[p.root]));
+        assert!(r.is_err());
+    }
+    let (status, _, _) = post_with(&agent(Duration::from_secs(5)), &format!("{}/v1/info", p.base), "x", b"")
+        .unwrap_or((0, String::new(), vec![]));
+    assert_eq!(status, 405, "a slot was free again");
+    assert_eq!(p.info()["accounts"], 100);
+}
+
+#[test]
+fn bad_command_lines_fail_with_a_message() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_triesync-peer")).args(args).output().unwrap()
+    };
+    for args in [
+        vec![],
+        vec!["--synthetic", "100", "--corrupt", "1.5"],
+        vec!["--synthetic", "abc"],
+        vec!["--state", "/nonexistent.json", "--port", "0"],
+        vec!["--synthetic", "10", "--bogus"],
+    ] {
+        let out = run(&args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("triesync-peer:"), "{args:?}");
+    }
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--synthetic"));
+}
