@@ -32,7 +32,9 @@ impl std::str::FromStr for LogLevel {
             "warn" => Ok(LogLevel::Warn),
             "info" => Ok(LogLevel::Info),
             "debug" | "trace" => Ok(LogLevel::Debug),
-            _ => Err(format!("unknown log level {s:?} (error, warn, info, debug)")),
+            _ => Err(format!(
+                "unknown log level {s:?} (error, warn, info, debug)"
+            )),
         }
     }
 }
@@ -119,7 +121,12 @@ impl ServedState {
             "accounts": built.accounts,
             "name": name,
         });
-        ServedState { info_json: info.to_string(), built, name, node_keys }
+        ServedState {
+            info_json: info.to_string(),
+            built,
+            name,
+            node_keys,
+        }
     }
 
     /// The blob stored under `hash`: a trie node first, else a code.
@@ -166,7 +173,12 @@ pub struct Answer<'a> {
 
 impl App {
     /// A new app.
-    pub fn new(state: ServedState, faults: FaultConfig, limits: Limits, log_level: LogLevel) -> Self {
+    pub fn new(
+        state: ServedState,
+        faults: FaultConfig,
+        limits: Limits,
+        log_level: LogLevel,
+    ) -> Self {
         App {
             fault_rng: Mutex::new(Rng::new(faults.seed)),
             state,
@@ -187,13 +199,21 @@ impl App {
                 LogLevel::Info => "INFO",
                 LogLevel::Debug => "DEBUG",
             };
-            eprintln!("{:>9.3}s {tag} {}", self.started.elapsed().as_secs_f64(), msg());
+            eprintln!(
+                "{:>9.3}s {tag} {}",
+                self.started.elapsed().as_secs_f64(),
+                msg()
+            );
         }
     }
 
     /// The fault decisions for the next request (one draw from the seeded sequence).
     pub fn plan(&self, transport: Transport) -> Plan {
-        let seed = self.fault_rng.lock().unwrap_or_else(|e| e.into_inner()).next_u64();
+        let seed = self
+            .fault_rng
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next_u64();
         let plan = Plan::draw(&self.faults, seed, transport);
         if plan.fault != faults::RequestFault::None {
             add(&self.stats.faults, 1);
@@ -214,7 +234,10 @@ impl App {
     /// Counts blobs sent.
     pub fn count_sent<B: AsRef<[u8]>>(&self, blobs: &[B]) {
         add(&self.stats.blobs, blobs.len() as u64);
-        add(&self.stats.blob_bytes, blobs.iter().map(|b| b.as_ref().len() as u64).sum());
+        add(
+            &self.stats.blob_bytes,
+            blobs.iter().map(|b| b.as_ref().len() as u64).sum(),
+        );
     }
 
     /// Answers `hashes` with the per-blob faults of `plan`: corrupt, omit, the 2 MiB cap,
@@ -222,10 +245,18 @@ impl App {
     pub fn answer<'a>(&'a self, hashes: &[H256], plan: &mut Plan) -> Answer<'a> {
         let f = &self.faults;
         let rng = &mut plan.rng;
-        let mut ans = Answer { blobs: Vec::new(), found: 0, left_out: 0, corrupted: 0, added: 0 };
+        let mut ans = Answer {
+            blobs: Vec::new(),
+            found: 0,
+            left_out: 0,
+            corrupted: 0,
+            added: 0,
+        };
         let mut bytes = 0usize;
         for h in hashes {
-            let Some(blob) = self.state.lookup(h) else { continue };
+            let Some(blob) = self.state.lookup(h) else {
+                continue;
+            };
             ans.found += 1;
             let omit = rng.chance(f.omit);
             let corrupt = rng.chance(f.corrupt);
@@ -304,9 +335,15 @@ impl App {
     /// A number that changes whenever any request was served (for periodic summaries).
     pub fn activity(&self) -> u64 {
         let s = &self.stats;
-        [&s.http_requests, &s.ws_requests, &s.rpc_posts, &s.bad_requests, &s.ws_sockets]
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .sum()
+        [
+            &s.http_requests,
+            &s.ws_requests,
+            &s.rpc_posts,
+            &s.bad_requests,
+            &s.ws_sockets,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum()
     }
 }

@@ -101,7 +101,9 @@ pub fn parse_synthetic(spec: &str) -> Result<SyntheticSpec, String> {
     }
     let (mut contracts, mut slots, mut code, mut codes, mut seed) = (None, None, None, None, 1u64);
     for p in parts {
-        let (k, v) = p.split_once('=').ok_or_else(|| format!("expected key=value, got {p:?}"))?;
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| format!("expected key=value, got {p:?}"))?;
         match k.trim() {
             "contracts" => contracts = Some(parse_count(v)?),
             "slots" => slots = Some(parse_count(v)?),
@@ -118,7 +120,9 @@ pub fn parse_synthetic(spec: &str) -> Result<SyntheticSpec, String> {
     let mut s = SyntheticSpec::with_accounts(accounts, seed);
     if let Some(c) = contracts {
         if c > accounts {
-            return Err(format!("contracts={c} is more than the {accounts} accounts"));
+            return Err(format!(
+                "contracts={c} is more than the {accounts} accounts"
+            ));
         }
         s.contracts = c;
         s.distinct_codes = (c / 4).max(1);
@@ -149,7 +153,9 @@ fn parse_rate(flag: &str, v: &str) -> Result<f64, String> {
 }
 
 fn parse_num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
-    v.trim().parse().map_err(|_| format!("{flag}: not a number: {v:?}"))
+    v.trim()
+        .parse()
+        .map_err(|_| format!("{flag}: not a number: {v:?}"))
 }
 
 /// What the command line asks for.
@@ -210,8 +216,12 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             "--header-timeout-ms" => o.limits.header_timeout = ms(value()?)?,
             "--body-timeout-ms" => o.limits.body_timeout = ms(value()?)?,
             "--stall-max-ms" => o.limits.stall_max = ms(value()?)?,
-            "--max-connections" => o.limits.max_connections = parse_num::<usize>(&flag, &value()?)?.max(1),
-            "--ws-in-flight" => o.limits.ws_in_flight = parse_num::<usize>(&flag, &value()?)?.max(1),
+            "--max-connections" => {
+                o.limits.max_connections = parse_num::<usize>(&flag, &value()?)?.max(1)
+            }
+            "--ws-in-flight" => {
+                o.limits.ws_in_flight = parse_num::<usize>(&flag, &value()?)?.max(1)
+            }
             "--fault-seed" => o.faults.seed = parse_num(&flag, &value()?)?,
             "--corrupt" => o.faults.corrupt = parse_rate(&flag, &value()?)?,
             "--omit" => o.faults.omit = parse_rate(&flag, &value()?)?,
@@ -243,7 +253,16 @@ mod tests {
         let s = parse_synthetic("1m").unwrap();
         assert_eq!((s.accounts, s.contracts, s.seed), (1_000_000, 10_000, 1));
         let s = parse_synthetic("2000,contracts=5,slots=3,code=100,seed=9").unwrap();
-        assert_eq!((s.accounts, s.contracts, s.slots_per_contract, s.code_size, s.seed), (2000, 5, 3, 100, 9));
+        assert_eq!(
+            (
+                s.accounts,
+                s.contracts,
+                s.slots_per_contract,
+                s.code_size,
+                s.seed
+            ),
+            (2000, 5, 3, 100, 9)
+        );
         assert_eq!(s.distinct_codes, 1);
         assert!(parse_synthetic("10,contracts=11").is_err());
         assert!(parse_synthetic("10,foo=1").is_err());
@@ -253,7 +272,10 @@ mod tests {
 
     #[test]
     fn flags() {
-        let Command::Run(o) = parse(args("--synthetic 100 --port 0 --corrupt=0.5 --extra 2 --log debug")).unwrap() else {
+        let Command::Run(o) = parse(args(
+            "--synthetic 100 --port 0 --corrupt=0.5 --extra 2 --log debug",
+        ))
+        .unwrap() else {
             panic!()
         };
         assert_eq!(o.port, 0);

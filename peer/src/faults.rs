@@ -80,7 +80,10 @@ pub struct FaultConfig {
 impl FaultConfig {
     /// True when no fault is configured.
     pub fn is_none(&self) -> bool {
-        let c = FaultConfig { seed: self.seed, ..FaultConfig::default() };
+        let c = FaultConfig {
+            seed: self.seed,
+            ..FaultConfig::default()
+        };
         *self == c
     }
 
@@ -190,7 +193,11 @@ impl Plan {
         } else {
             RequestFault::None
         };
-        Plan { fault, unrequested, rng }
+        Plan {
+            fault,
+            unrequested,
+            rng,
+        }
     }
 }
 
@@ -209,7 +216,11 @@ pub fn garbage(rng: &mut Rng) -> Vec<u8> {
 
 /// The HTML error page of `--html-error`, as a misconfigured proxy would send it.
 pub fn html_page(status: u16) -> String {
-    let title = if status == 502 { "502 Bad Gateway" } else { "Service Temporarily Unavailable" };
+    let title = if status == 502 {
+        "502 Bad Gateway"
+    } else {
+        "Service Temporarily Unavailable"
+    };
     format!(
         "<!DOCTYPE html>\n<html>\n<head><title>{title}</title></head>\n<body>\n\
          <center><h1>{title}</h1></center>\n<hr><center>nginx</center>\n</body>\n</html>\n"
@@ -253,7 +264,12 @@ mod tests {
 
     #[test]
     fn same_seed_same_plan() {
-        let cfg = FaultConfig { stall: 0.3, close: 0.3, garbage: 0.3, ..Default::default() };
+        let cfg = FaultConfig {
+            stall: 0.3,
+            close: 0.3,
+            garbage: 0.3,
+            ..Default::default()
+        };
         for s in 0..50 {
             let a = Plan::draw(&cfg, s, Transport::Http);
             let b = Plan::draw(&cfg, s, Transport::Http);

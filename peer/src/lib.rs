@@ -40,8 +40,12 @@ pub fn build(source: &Source) -> Result<ServedState, String> {
         Source::Synthetic(spec) => {
             let name = format!(
                 "synthetic-{}-c{}-s{}-b{}-d{}-seed{}",
-                spec.accounts, spec.contracts, spec.slots_per_contract, spec.code_size,
-                spec.distinct_codes, spec.seed
+                spec.accounts,
+                spec.contracts,
+                spec.slots_per_contract,
+                spec.code_size,
+                spec.distinct_codes,
+                spec.seed
             );
             Ok(ServedState::new(build_synthetic(spec), name))
         }
@@ -57,7 +61,12 @@ pub fn run(opts: Options) -> Result<(), String> {
         state = ServedState::new(std::mem::take(&mut state.built), n.clone());
     }
     let build_time = t0.elapsed();
-    let app = Arc::new(App::new(state, opts.faults.clone(), opts.limits.clone(), opts.log));
+    let app = Arc::new(App::new(
+        state,
+        opts.faults.clone(),
+        opts.limits.clone(),
+        opts.log,
+    ));
     app.log(LogLevel::Info, || {
         let b = &app.state.built;
         format!(
@@ -87,7 +96,12 @@ pub fn run(opts: Options) -> Result<(), String> {
                 .and_then(|_| out.flush())
                 .map_err(|e| format!("stdout: {e}"))?;
         }
-        app.log(LogLevel::Info, || format!("serving on http://{addr}; faults: {}", app.faults.describe()));
+        app.log(LogLevel::Info, || {
+            format!(
+                "serving on http://{addr}; faults: {}",
+                app.faults.describe()
+            )
+        });
         let summary = {
             let app = app.clone();
             tokio::spawn(async move {
@@ -111,7 +125,9 @@ pub fn run(opts: Options) -> Result<(), String> {
         .await;
         summary.abort();
         let reason = reason.lock().unwrap().clone();
-        app.log(LogLevel::Info, || format!("shutting down ({reason}); {}", app.summary()));
+        app.log(LogLevel::Info, || {
+            format!("shutting down ({reason}); {}", app.summary())
+        });
         Ok::<(), String>(())
     })?;
     // In-flight connections are simply dropped; do not wait for them.

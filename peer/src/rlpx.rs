@@ -25,13 +25,23 @@ pub struct BadRequest {
 
 impl From<WireError> for BadRequest {
     fn from(e: WireError) -> Self {
-        let status = if matches!(e, WireError::TooMany { .. }) { 413 } else { 400 };
-        BadRequest { status, reason: e.to_string() }
+        let status = if matches!(e, WireError::TooMany { .. }) {
+            413
+        } else {
+            400
+        };
+        BadRequest {
+            status,
+            reason: e.to_string(),
+        }
     }
 }
 
 fn too_large(what: &str, len: usize, max: usize) -> BadRequest {
-    BadRequest { status: 413, reason: format!("{what} of {len} bytes, at most {max} allowed") }
+    BadRequest {
+        status: 413,
+        reason: format!("{what} of {len} bytes, at most {max} allowed"),
+    }
 }
 
 /// Decodes a `POST /v1/nodes` body: `RLP([hash, ...])` with 1..=384 hashes.
@@ -127,17 +137,29 @@ mod tests {
 
     #[test]
     fn roundtrip_with_the_shared_codec() {
-        let hashes: Vec<H256> = (0..384u32).map(|i| triesync_core::keccak256(&i.to_be_bytes())).collect();
+        let hashes: Vec<H256> = (0..384u32)
+            .map(|i| triesync_core::keccak256(&i.to_be_bytes()))
+            .collect();
         let body = encode_hash_list(&hashes);
         assert_eq!(body, wire::encode_request(&hashes));
         assert!(body.len() <= MAX_NODES_BODY);
         assert_eq!(decode_nodes_request(&body).unwrap(), hashes);
         let (id, back) = decode_ws_request(&encode_ws_request(77_000, &hashes)).unwrap();
         assert_eq!((id, back), (77_000, hashes.clone()));
-        let blobs: Vec<Vec<u8>> = vec![vec![], vec![0x05], vec![0x80], vec![7; 55], vec![8; 56], vec![9; 70_000]];
+        let blobs: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0x05],
+            vec![0x80],
+            vec![7; 55],
+            vec![8; 56],
+            vec![9; 70_000],
+        ];
         assert_eq!(encode_blobs(&blobs), wire::encode_blobs(&blobs));
         for id in [0u64, 1, 127, 128, 255, 256, u64::MAX] {
-            assert_eq!(encode_ws_answer(id, &blobs), wire::encode_ws_response(id, &blobs));
+            assert_eq!(
+                encode_ws_answer(id, &blobs),
+                wire::encode_ws_response(id, &blobs)
+            );
         }
     }
 
@@ -178,6 +200,11 @@ mod tests {
         assert_eq!(decode_ws_request(&bad_id).unwrap_err().status, 400);
         bad_id[2] = 0x01;
         assert_eq!(decode_ws_request(&bad_id).unwrap(), (0x0101, vec![H256(h)]));
-        assert_eq!(decode_nodes_request(&vec![0; MAX_NODES_BODY + 1]).unwrap_err().status, 413);
+        assert_eq!(
+            decode_nodes_request(&vec![0; MAX_NODES_BODY + 1])
+                .unwrap_err()
+                .status,
+            413
+        );
     }
 }

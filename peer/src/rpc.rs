@@ -34,7 +34,12 @@ fn json_resp(v: &Value) -> Resp {
 }
 
 /// Handles one JSON-RPC post.
-pub(crate) async fn handle(app: &App, ctx: &ConnCtx, remote: std::net::SocketAddr, req: Request<Incoming>) -> (Resp, String) {
+pub(crate) async fn handle(
+    app: &App,
+    ctx: &ConnCtx,
+    remote: std::net::SocketAddr,
+    req: Request<Incoming>,
+) -> (Resp, String) {
     let body = match read_body(app, req, MAX_RPC_BODY).await {
         Ok(b) => b,
         Err(r) => return (r, String::new()),
@@ -43,17 +48,26 @@ pub(crate) async fn handle(app: &App, ctx: &ConnCtx, remote: std::net::SocketAdd
         Ok(v) => v,
         Err(e) => {
             app.count_bad();
-            return (json_resp(&error(Value::Null, -32700, format!("parse error: {e}"))), "parse error".into());
+            return (
+                json_resp(&error(Value::Null, -32700, format!("parse error: {e}"))),
+                "parse error".into(),
+            );
         }
     };
     let (calls, batch) = match parsed {
         Value::Array(items) if items.is_empty() => {
             app.count_bad();
-            return (json_resp(&error(Value::Null, -32600, "empty batch")), "empty batch".into());
+            return (
+                json_resp(&error(Value::Null, -32600, "empty batch")),
+                "empty batch".into(),
+            );
         }
         Value::Array(items) if items.len() > MAX_BATCH => {
             app.count_bad();
-            let msg = format!("batch too large ({} calls, at most {MAX_BATCH})", items.len());
+            let msg = format!(
+                "batch too large ({} calls, at most {MAX_BATCH})",
+                items.len()
+            );
             return (json_resp(&error(Value::Null, -32600, msg.clone())), msg);
         }
         Value::Array(items) => (items, true),
@@ -64,8 +78,13 @@ pub(crate) async fn handle(app: &App, ctx: &ConnCtx, remote: std::net::SocketAdd
     let mut plan = app.plan(Transport::Http);
     let fault = plan.fault;
     let what = format!("{remote} POST / rpc {} calls", calls.len());
-    if let Some(r) = apply_request_fault(app, ctx, fault, &mut plan.rng, "application/json", &what).await {
-        return (r, format!("rpc {} calls fault {}", calls.len(), fault.name()));
+    if let Some(r) =
+        apply_request_fault(app, ctx, fault, &mut plan.rng, "application/json", &what).await
+    {
+        return (
+            r,
+            format!("rpc {} calls fault {}", calls.len(), fault.name()),
+        );
     }
     let mut out = Vec::with_capacity(calls.len());
     let (mut found, mut bytes) = (0usize, 0usize);
@@ -97,7 +116,10 @@ pub(crate) async fn handle(app: &App, ctx: &ConnCtx, remote: std::net::SocketAdd
             added += 1;
         }
     }
-    let note = format!("rpc {} answers, {found} found ({bytes} bytes), {added} added", out.len());
+    let note = format!(
+        "rpc {} answers, {found} found ({bytes} bytes), {added} added",
+        out.len()
+    );
     let body = match (batch, out.len()) {
         (_, 0) => String::new(),
         (true, _) => Value::Array(out).to_string(),
@@ -119,9 +141,15 @@ fn call_one<'a>(
         return Some((Value::Null, Err((-32600, "invalid request".into()))));
     };
     let id = obj.remove("id");
-    let method = obj.get("method").and_then(Value::as_str).map(str::to_string);
+    let method = obj
+        .get("method")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let Some(method) = method else {
-        return Some((id.unwrap_or(Value::Null), Err((-32600, "invalid request".into()))));
+        return Some((
+            id.unwrap_or(Value::Null),
+            Err((-32600, "invalid request".into())),
+        ));
     };
     let id = match id {
         None => return None,
@@ -135,7 +163,12 @@ fn call_one<'a>(
     let key = match obj.get("params") {
         Some(Value::Array(p)) if p.len() == 1 => match &p[0] {
             Value::String(s) => s.clone(),
-            _ => return Some((id, Err((-32602, "invalid argument 0: expected a hex string".into())))),
+            _ => {
+                return Some((
+                    id,
+                    Err((-32602, "invalid argument 0: expected a hex string".into())),
+                ))
+            }
         },
         _ => return Some((id, Err((-32602, "invalid params: expected [key]".into())))),
     };
@@ -153,9 +186,11 @@ fn call_one<'a>(
             asked.push(h);
             app.state.built.nodes.get(&h)
         }
-        33 if key[0] == CODE_PREFIX => {
-            app.state.built.codes.get(&H256::from_slice(&key[1..]).expect("32 bytes"))
-        }
+        33 if key[0] == CODE_PREFIX => app
+            .state
+            .built
+            .codes
+            .get(&H256::from_slice(&key[1..]).expect("32 bytes")),
         _ => None,
     };
     let omit = rng.chance(app.faults.omit);

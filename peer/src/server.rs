@@ -90,10 +90,22 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
 /// Adds the CORS headers that every answer carries.
 fn cors(mut resp: Resp) -> Resp {
     let h = resp.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, GET, OPTIONS"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Content-Type"));
-    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, GET, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Content-Type"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
     resp
 }
 
@@ -101,7 +113,8 @@ fn cors(mut resp: Resp) -> Resp {
 pub fn respond(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
@@ -123,11 +136,15 @@ pub const DRAIN_ALLOWANCE: usize = 1024 * 1024;
 /// read; a smaller one (or a chunked one) is read and dropped up to that much first.
 pub async fn read_body(app: &App, req: Request<Incoming>, limit: usize) -> Result<Bytes, Resp> {
     let closing = |mut r: Resp| {
-        r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
         r
     };
     let too_large = |n: &dyn std::fmt::Display| {
-        closing(text(413, format!("body of {n} bytes, at most {limit} allowed")))
+        closing(text(
+            413,
+            format!("body of {n} bytes, at most {limit} allowed"),
+        ))
     };
     let drain_max = limit + DRAIN_ALLOWANCE;
     if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
@@ -158,7 +175,11 @@ pub async fn read_body(app: &App, req: Request<Incoming>, limit: usize) -> Resul
         Err(_) => Err(closing(text(408, "timed out reading the body"))),
         Ok(Err(e)) => Err(closing(text(400, format!("could not read the body: {e}")))),
         Ok(Ok(())) if total > limit => {
-            let n: &dyn std::fmt::Display = if total > drain_max { &"more than that many" } else { &total };
+            let n: &dyn std::fmt::Display = if total > drain_max {
+                &"more than that many"
+            } else {
+                &total
+            };
             Err(too_large(n))
         }
         Ok(Ok(())) => Ok(Bytes::from(buf)),
@@ -177,7 +198,9 @@ pub async fn apply_request_fault(
 ) -> Option<Resp> {
     if matches!(fault, RequestFault::Stall | RequestFault::Close) {
         // These never reach the per-request log line: say it now.
-        app.log(LogLevel::Debug, || format!("{what}: fault {}", fault.name()));
+        app.log(LogLevel::Debug, || {
+            format!("{what}: fault {}", fault.name())
+        });
     }
     if app.faults.delay_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(app.faults.delay_ms)).await;
@@ -194,14 +217,21 @@ pub async fn apply_request_fault(
             std::future::pending().await
         }
         RequestFault::Error500 => Some(text(500, "internal server error (injected fault)")),
-        RequestFault::Html(status) => {
-            Some(respond(status, "text/html; charset=utf-8", faults::html_page(status)))
-        }
+        RequestFault::Html(status) => Some(respond(
+            status,
+            "text/html; charset=utf-8",
+            faults::html_page(status),
+        )),
         RequestFault::Garbage => Some(respond(200, content_type, faults::garbage(rng))),
     }
 }
 
-async fn handle(app: Arc<App>, ctx: Arc<ConnCtx>, remote: SocketAddr, req: Request<Incoming>) -> Resp {
+async fn handle(
+    app: Arc<App>,
+    ctx: Arc<ConnCtx>,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> Resp {
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -219,26 +249,39 @@ async fn handle(app: Arc<App>, ctx: Arc<ConnCtx>, remote: SocketAddr, req: Reque
     cors(resp)
 }
 
-async fn route(app: &Arc<App>, ctx: &ConnCtx, remote: SocketAddr, req: Request<Incoming>) -> (Resp, String) {
+async fn route(
+    app: &Arc<App>,
+    ctx: &ConnCtx,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> (Resp, String) {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     match (&method, path.as_str()) {
         (&Method::OPTIONS, _) => (respond(204, "text/plain", Bytes::new()), String::new()),
         (&Method::POST, "/v1/nodes") => nodes(app, ctx, remote, req).await,
         (&Method::GET, "/v1/ws") => crate::ws::upgrade(app.clone(), req),
-        (&Method::GET, "/v1/info") => {
-            (respond(200, "application/json", app.state.info_json.clone()), String::new())
-        }
+        (&Method::GET, "/v1/info") => (
+            respond(200, "application/json", app.state.info_json.clone()),
+            String::new(),
+        ),
         (&Method::POST, "/") => crate::rpc::handle(app, ctx, remote, req).await,
         (&Method::GET, "/") => (text(200, HELP), String::new()),
-        (_, "/v1/nodes" | "/") => (allow(text(405, "method not allowed"), "POST, OPTIONS"), String::new()),
-        (_, "/v1/ws" | "/v1/info") => (allow(text(405, "method not allowed"), "GET, OPTIONS"), String::new()),
+        (_, "/v1/nodes" | "/") => (
+            allow(text(405, "method not allowed"), "POST, OPTIONS"),
+            String::new(),
+        ),
+        (_, "/v1/ws" | "/v1/info") => (
+            allow(text(405, "method not allowed"), "GET, OPTIONS"),
+            String::new(),
+        ),
         _ => (text(404, "not found"), String::new()),
     }
 }
 
 fn allow(mut r: Resp, methods: &'static str) -> Resp {
-    r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(methods));
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(methods));
     r
 }
 
@@ -249,7 +292,12 @@ GET  /v1/info   JSON summary of the served state (never trust its root)\n\
 POST /          JSON-RPC debug_dbGet\n\
 See PROTOCOL.md.";
 
-async fn nodes(app: &App, ctx: &ConnCtx, remote: SocketAddr, req: Request<Incoming>) -> (Resp, String) {
+async fn nodes(
+    app: &App,
+    ctx: &ConnCtx,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> (Resp, String) {
     let body = match read_body(app, req, rlpx::MAX_NODES_BODY).await {
         Ok(b) => b,
         Err(r) => return (r, String::new()),
@@ -262,8 +310,15 @@ async fn nodes(app: &App, ctx: &ConnCtx, remote: SocketAddr, req: Request<Incomi
     let mut plan = app.plan(Transport::Http);
     let fault = plan.fault;
     let what = format!("{remote} POST /v1/nodes asked {}", hashes.len());
-    if let Some(r) =
-        apply_request_fault(app, ctx, fault, &mut plan.rng, "application/octet-stream", &what).await
+    if let Some(r) = apply_request_fault(
+        app,
+        ctx,
+        fault,
+        &mut plan.rng,
+        "application/octet-stream",
+        &what,
+    )
+    .await
     {
         return (r, format!("asked {} fault {}", hashes.len(), fault.name()));
     }

@@ -39,12 +39,22 @@ fn header_has_token(req: &Request<Incoming>, name: header::HeaderName, token: &s
 pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> (Resp, String) {
     let ok = header_has_token(&req, header::CONNECTION, "upgrade")
         && header_has_token(&req, header::UPGRADE, "websocket");
-    let version = req.headers().get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes().to_vec());
-    let key = req.headers().get(header::SEC_WEBSOCKET_KEY).map(|v| v.as_bytes().to_vec());
+    let version = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes().to_vec());
+    let key = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_KEY)
+        .map(|v| v.as_bytes().to_vec());
     let (true, Some(b"13"), Some(key)) = (ok, version.as_deref(), key) else {
         let mut r = text(426, "expected a WebSocket upgrade (version 13)");
-        r.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-        r.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        r.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        r.headers_mut()
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         return (r, String::new());
     };
     let accept = derive_accept_key(&key);
@@ -60,7 +70,10 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> (Resp, String) {
     let h = r.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is ASCII"));
+    h.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).expect("base64 is ASCII"),
+    );
     (r, "websocket".into())
 }
 
@@ -132,7 +145,12 @@ where
     }
 }
 
-async fn answer(app: &App, id: u64, hashes: &[triesync_core::H256], mut plan: faults::Plan) -> Outcome {
+async fn answer(
+    app: &App,
+    id: u64,
+    hashes: &[triesync_core::H256],
+    mut plan: faults::Plan,
+) -> Outcome {
     if app.faults.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(app.faults.delay_ms)).await;
     }
@@ -155,7 +173,13 @@ async fn answer(app: &App, id: u64, hashes: &[triesync_core::H256], mut plan: fa
             return Outcome::Send(msg);
         }
     };
-    app.log(LogLevel::Debug, || format!("ws request {id}: asked {} fault {}", hashes.len(), fault.name()));
+    app.log(LogLevel::Debug, || {
+        format!(
+            "ws request {id}: asked {} fault {}",
+            hashes.len(),
+            fault.name()
+        )
+    });
     out
 }
 
@@ -163,13 +187,18 @@ async fn close<S>(app: &App, ws: &mut WebSocketStream<S>, code: u16, reason: &st
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    app.log(LogLevel::Debug, || format!("websocket closed with {code}: {reason}"));
+    app.log(LogLevel::Debug, || {
+        format!("websocket closed with {code}: {reason}")
+    });
     // A close reason is at most 123 bytes.
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
         end -= 1;
     }
-    let frame = CloseFrame { code: CloseCode::from(code), reason: reason[..end].to_string().into() };
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason[..end].to_string().into(),
+    };
     if ws.close(Some(frame)).await.is_err() {
         return;
     }

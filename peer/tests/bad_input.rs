@@ -62,11 +62,17 @@ fn nodes_refuses_too_many_hashes_and_oversized_bodies_with_413() {
     let t = Instant::now();
     let req = b"POST /v1/nodes HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n";
     let (resp, _) = raw_exchange(&p.addr, req, Duration::from_secs(3));
-    assert_eq!(raw_status(&resp), Some(413), "{}", String::from_utf8_lossy(&resp));
+    assert_eq!(
+        raw_status(&resp),
+        Some(413),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
     assert!(t.elapsed() < Duration::from_secs(2));
 
     // A chunked body over the limit: read and dropped, never kept, then 413.
-    let mut req = b"POST /v1/nodes HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut req =
+        b"POST /v1/nodes HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     for _ in 0..20 {
         req.extend_from_slice(b"1000\r\n");
         req.extend_from_slice(&[0xaa; 0x1000]);
@@ -74,7 +80,12 @@ fn nodes_refuses_too_many_hashes_and_oversized_bodies_with_413() {
     }
     req.extend_from_slice(b"0\r\n\r\n");
     let (resp, _) = raw_exchange(&p.addr, &req, Duration::from_secs(3));
-    assert_eq!(raw_status(&resp), Some(413), "{}", String::from_utf8_lossy(&resp));
+    assert_eq!(
+        raw_status(&resp),
+        Some(413),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
     assert_eq!(p.info()["accounts"], 100);
 }
 
@@ -83,7 +94,10 @@ fn unknown_routes_and_methods() {
     let p = Peer::start(&["--synthetic", "100"]);
     assert_eq!(get(&format!("{}/nope", p.base)).0, 404);
     assert_eq!(get(&format!("{}/v1/nodes", p.base)).0, 405);
-    assert_eq!(post(&format!("{}/v1/info", p.base), "text/plain", b"x").0, 405);
+    assert_eq!(
+        post(&format!("{}/v1/info", p.base), "text/plain", b"x").0,
+        405
+    );
     // /v1/ws without an upgrade.
     assert_eq!(get(&format!("{}/v1/ws", p.base)).0, 426);
     let (status, _, body) = get(&format!("{}/", p.base));
@@ -93,7 +107,11 @@ fn unknown_routes_and_methods() {
 
 fn rpc_raw(p: &Peer, body: &[u8]) -> (u16, Value) {
     let (status, _, body) = post(&format!("{}/", p.base), "application/json", body);
-    let v = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap() };
+    let v = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).unwrap()
+    };
     (status, v)
 }
 
@@ -107,10 +125,22 @@ fn json_rpc_errors() {
     assert_eq!((status, code(&v)), (200, Some(-32700)));
     assert_eq!(v["id"], Value::Null);
 
-    let (_, v) = rpc_raw(&p, json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}).to_string().as_bytes());
+    let (_, v) = rpc_raw(
+        &p,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []})
+            .to_string()
+            .as_bytes(),
+    );
     assert_eq!((code(&v), &v["id"]), (Some(-32601), &json!(1)));
 
-    for bad in [json!([]), json!([1]), json!(["0xzz"]), json!(["0x1", "0x2"]), json!("0x00"), Value::Null] {
+    for bad in [
+        json!([]),
+        json!([1]),
+        json!(["0xzz"]),
+        json!(["0x1", "0x2"]),
+        json!("0x00"),
+        Value::Null,
+    ] {
         let (_, v) = rpc_raw(&p, call(bad.clone()).to_string().as_bytes());
         assert_eq!(code(&v), Some(-32602), "params {bad}: {v}");
         assert_eq!(v["id"], 7);
@@ -119,7 +149,11 @@ fn json_rpc_errors() {
     // Not found: unknown 32-byte key, other lengths, raw (non-0x) keys.
     for key in [H256([9; 32]).to_hex(), "0x1234".into(), "abc".into()] {
         let (_, v) = rpc_raw(&p, call(json!([key])).to_string().as_bytes());
-        assert_eq!(v["error"], json!({"code": -32000, "message": "not found"}), "{key}");
+        assert_eq!(
+            v["error"],
+            json!({"code": -32000, "message": "not found"}),
+            "{key}"
+        );
     }
 
     // Found: the root as a single call, with the id echoed.
@@ -176,32 +210,67 @@ fn websocket_malformed_messages_close_with_a_code() {
     };
     expect_close(tungstenite::Message::Text("hello".into()), 1003);
     expect_close(tungstenite::Message::Binary(vec![0xc3, 0x01].into()), 1008);
-    expect_close(tungstenite::Message::Binary(ws_request(1, &[]).into()), 1008);
-    expect_close(tungstenite::Message::Binary(hash_list(&hashes(2)).into()), 1008);
+    expect_close(
+        tungstenite::Message::Binary(ws_request(1, &[]).into()),
+        1008,
+    );
+    expect_close(
+        tungstenite::Message::Binary(hash_list(&hashes(2)).into()),
+        1008,
+    );
     let mut bad_len = rlp::RlpStream::new_list(2);
-    bad_len.append(&1u64).begin_list(1).append(&[1u8; 20].as_slice());
-    expect_close(tungstenite::Message::Binary(bad_len.out().to_vec().into()), 1008);
-    expect_close(tungstenite::Message::Binary(ws_request(1, &hashes(385)).into()), 1009);
+    bad_len
+        .append(&1u64)
+        .begin_list(1)
+        .append(&[1u8; 20].as_slice());
+    expect_close(
+        tungstenite::Message::Binary(bad_len.out().to_vec().into()),
+        1008,
+    );
+    expect_close(
+        tungstenite::Message::Binary(ws_request(1, &hashes(385)).into()),
+        1009,
+    );
     assert_eq!(p.info()["accounts"], 100);
 }
 
 #[test]
 fn slow_headers_and_bodies_are_cut_off() {
-    let p = Peer::start(&["--synthetic", "100", "--header-timeout-ms", "500", "--body-timeout-ms", "500"]);
+    let p = Peer::start(&[
+        "--synthetic",
+        "100",
+        "--header-timeout-ms",
+        "500",
+        "--body-timeout-ms",
+        "500",
+    ]);
     // Headers never finished: the connection is closed.
     let t = Instant::now();
-    let (_, closed) = raw_exchange(&p.addr, b"POST /v1/nodes HTTP/1.1\r\nHost: x\r\n", Duration::from_secs(4));
+    let (_, closed) = raw_exchange(
+        &p.addr,
+        b"POST /v1/nodes HTTP/1.1\r\nHost: x\r\n",
+        Duration::from_secs(4),
+    );
     assert!(closed, "slow headers not cut off");
     assert!(t.elapsed() < Duration::from_secs(3));
     // A body that never arrives: 408 and close.
     let t = Instant::now();
     let req = b"POST /v1/nodes HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789";
     let (resp, closed) = raw_exchange(&p.addr, req, Duration::from_secs(4));
-    assert_eq!(raw_status(&resp), Some(408), "{}", String::from_utf8_lossy(&resp));
+    assert_eq!(
+        raw_status(&resp),
+        Some(408),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
     assert!(closed);
     assert!(t.elapsed() < Duration::from_secs(3));
     // Junk instead of HTTP: closed (hyper may answer 400 first).
-    let (resp, closed) = raw_exchange(&p.addr, b"\x16\x03\x01 not http at all\r\n\r\n", Duration::from_secs(4));
+    let (resp, closed) = raw_exchange(
+        &p.addr,
+        b"\x16\x03\x01 not http at all\r\n\r\n",
+        Duration::from_secs(4),
+    );
     assert!(closed);
     assert!(resp.is_empty() || raw_status(&resp) == Some(400));
     assert_eq!(p.info()["accounts"], 100);
@@ -210,14 +279,31 @@ fn slow_headers_and_bodies_are_cut_off() {
 #[test]
 fn stalled_connections_are_released_when_clients_give_up() {
     // Two connection slots: if abandoned stalled requests held them, /v1/info would hang.
-    let p = Peer::start(&["--synthetic", "100", "--stall", "1.0", "--max-connections", "2"]);
+    let p = Peer::start(&[
+        "--synthetic",
+        "100",
+        "--stall",
+        "1.0",
+        "--max-connections",
+        "2",
+    ]);
     let a = || agent(Duration::from_millis(300));
     for _ in 0..5 {
-        let r = post_with(&a(), &format!("{}/v1/nodes", p.base), "application/octet-stream", &hash_list(&[p.root]));
+        let r = post_with(
+            &a(),
+            &format!("{}/v1/nodes", p.base),
+            "application/octet-stream",
+            &hash_list(&[p.root]),
+        );
         assert!(r.is_err());
     }
-    let (status, _, _) = post_with(&agent(Duration::from_secs(5)), &format!("{}/v1/info", p.base), "x", b"")
-        .unwrap_or((0, String::new(), vec![]));
+    let (status, _, _) = post_with(
+        &agent(Duration::from_secs(5)),
+        &format!("{}/v1/info", p.base),
+        "x",
+        b"",
+    )
+    .unwrap_or((0, String::new(), vec![]));
     assert_eq!(status, 405, "a slot was free again");
     assert_eq!(p.info()["accounts"], 100);
 }
@@ -225,7 +311,10 @@ fn stalled_connections_are_released_when_clients_give_up() {
 #[test]
 fn bad_command_lines_fail_with_a_message() {
     let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_triesync-peer")).args(args).output().unwrap()
+        std::process::Command::new(env!("CARGO_BIN_EXE_triesync-peer"))
+            .args(args)
+            .output()
+            .unwrap()
     };
     for args in [
         vec![],
@@ -237,7 +326,10 @@ fn bad_command_lines_fail_with_a_message() {
         let out = run(&args);
         assert!(!out.status.success(), "{args:?}");
         assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("triesync-peer:"), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("triesync-peer:"),
+            "{args:?}"
+        );
     }
     let out = run(&["--help"]);
     assert!(out.status.success());

@@ -34,7 +34,16 @@ fn asked(built: &BuiltState) -> Vec<H256> {
 }
 
 fn rpc_keys(built: &BuiltState, asked: &[H256]) -> Vec<String> {
-    asked.iter().map(|h| if built.codes.contains_key(h) { code_key(h) } else { node_key(h) }).collect()
+    asked
+        .iter()
+        .map(|h| {
+            if built.codes.contains_key(h) {
+                code_key(h)
+            } else {
+                node_key(h)
+            }
+        })
+        .collect()
 }
 
 fn nodes_url(p: &Peer) -> String {
@@ -55,18 +64,33 @@ fn corrupt_all_fails_every_hash() {
     let built = state();
     let asked = asked(&built);
     let p = start(&["--corrupt", "1.0"]);
-    let all: HashSet<H256> = built.nodes.keys().chain(built.codes.keys()).copied().collect();
+    let all: HashSet<H256> = built
+        .nodes
+        .keys()
+        .chain(built.codes.keys())
+        .copied()
+        .collect();
     let blobs = fetch_http(&p.base, &asked);
     assert_eq!(blobs.len(), asked.len(), "corrupt keeps every blob");
-    assert!(hashes_of(&blobs).iter().all(|h| !all.contains(h)), "a blob still hashes to a key");
+    assert!(
+        hashes_of(&blobs).iter().all(|h| !all.contains(h)),
+        "a blob still hashes to a key"
+    );
     let mut ws = ws_connect(&p.addr, Duration::from_secs(10));
     let (_, blobs) = ws_roundtrip(&mut ws, 1, &asked);
     assert_eq!(blobs.len(), asked.len());
     assert!(hashes_of(&blobs).iter().all(|h| !all.contains(h)));
-    for (a, h) in rpc_batch(&p.base, &rpc_keys(&built, &asked)).iter().zip(&asked) {
+    for (a, h) in rpc_batch(&p.base, &rpc_keys(&built, &asked))
+        .iter()
+        .zip(&asked)
+    {
         let b = hex_result(a);
         assert_ne!(keccak256(&b), *h);
-        assert_eq!(b.len(), built.nodes.get(h).or(built.codes.get(h)).unwrap().len(), "one byte flipped");
+        assert_eq!(
+            b.len(),
+            built.nodes.get(h).or(built.codes.get(h)).unwrap().len(),
+            "one byte flipped"
+        );
     }
 }
 
@@ -75,7 +99,11 @@ fn omit_all_gives_empty_answers() {
     let built = state();
     let asked = asked(&built);
     let p = start(&["--omit", "1.0"]);
-    let (status, _, body) = post(&nodes_url(&p), "application/octet-stream", &hash_list(&asked));
+    let (status, _, body) = post(
+        &nodes_url(&p),
+        "application/octet-stream",
+        &hash_list(&asked),
+    );
     assert_eq!((status, body), (200, vec![0xc0]));
     let mut ws = ws_connect(&p.addr, Duration::from_secs(10));
     assert_eq!(ws_roundtrip(&mut ws, 9, &asked), (9, vec![]));
@@ -90,9 +118,17 @@ fn omit_half_leaves_some_out() {
     let asked = asked(&built);
     let p = start(&["--omit", "0.5", "--fault-seed", "11"]);
     let blobs = fetch_http(&p.base, &asked);
-    assert!(blobs.len() > 10 && blobs.len() < asked.len() - 10, "{} of {}", blobs.len(), asked.len());
+    assert!(
+        blobs.len() > 10 && blobs.len() < asked.len() - 10,
+        "{} of {}",
+        blobs.len(),
+        asked.len()
+    );
     let set: HashSet<H256> = asked.iter().copied().collect();
-    assert!(hashes_of(&blobs).iter().all(|h| set.contains(h)), "what is sent is intact");
+    assert!(
+        hashes_of(&blobs).iter().all(|h| set.contains(h)),
+        "what is sent is intact"
+    );
 }
 
 #[test]
@@ -119,20 +155,44 @@ fn stall_never_answers() {
     let p = start(&["--stall", "1.0"]);
     let a = agent(Duration::from_millis(800));
     let t = Instant::now();
-    let r = post_with(&a, &nodes_url(&p), "application/octet-stream", &hash_list(&asked));
-    assert!(matches!(r, Err(ureq::Error::Timeout(_))), "expected a client timeout, got {r:?}");
+    let r = post_with(
+        &a,
+        &nodes_url(&p),
+        "application/octet-stream",
+        &hash_list(&asked),
+    );
+    assert!(
+        matches!(r, Err(ureq::Error::Timeout(_))),
+        "expected a client timeout, got {r:?}"
+    );
     assert!(t.elapsed() >= Duration::from_millis(700));
-    let r = post_with(&a, &format!("{}/", p.base), "application/json", &rpc_body(&rpc_keys(&built, &asked)));
+    let r = post_with(
+        &a,
+        &format!("{}/", p.base),
+        "application/json",
+        &rpc_body(&rpc_keys(&built, &asked)),
+    );
     assert!(matches!(r, Err(ureq::Error::Timeout(_))), "rpc: {r:?}");
     // Raw: nothing at all comes back, and the connection stays open.
-    let (bytes, closed) = raw_exchange(&p.addr, &raw_post("/v1/nodes", &hash_list(&asked)), Duration::from_millis(800));
+    let (bytes, closed) = raw_exchange(
+        &p.addr,
+        &raw_post("/v1/nodes", &hash_list(&asked)),
+        Duration::from_millis(800),
+    );
     assert!(bytes.is_empty() && !closed);
     // WebSocket: no answer, the socket stays open.
     let mut ws = ws_connect(&p.addr, Duration::from_millis(800));
-    ws.send(tungstenite::Message::Binary(ws_request(1, &asked).into())).unwrap();
+    ws.send(tungstenite::Message::Binary(ws_request(1, &asked).into()))
+        .unwrap();
     match ws.read() {
         Err(tungstenite::Error::Io(e)) => {
-            assert!(matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut), "{e}")
+            assert!(
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "{e}"
+            )
         }
         other => panic!("expected a read timeout, got {other:?}"),
     }
@@ -145,17 +205,33 @@ fn close_drops_the_connection_without_answering() {
     let built = state();
     let asked = asked(&built);
     let p = start(&["--close", "1.0"]);
-    let (bytes, closed) = raw_exchange(&p.addr, &raw_post("/v1/nodes", &hash_list(&asked)), Duration::from_secs(5));
-    assert!(closed && bytes.is_empty(), "got {} bytes, closed {closed}", bytes.len());
+    let (bytes, closed) = raw_exchange(
+        &p.addr,
+        &raw_post("/v1/nodes", &hash_list(&asked)),
+        Duration::from_secs(5),
+    );
+    assert!(
+        closed && bytes.is_empty(),
+        "got {} bytes, closed {closed}",
+        bytes.len()
+    );
     let rpc = raw_post("/", &rpc_body(&rpc_keys(&built, &asked)));
     let (bytes, closed) = raw_exchange(&p.addr, &rpc, Duration::from_secs(5));
     assert!(closed && bytes.is_empty());
-    let r = post_with(&agent(Duration::from_secs(5)), &nodes_url(&p), "application/octet-stream", &hash_list(&asked));
+    let r = post_with(
+        &agent(Duration::from_secs(5)),
+        &nodes_url(&p),
+        "application/octet-stream",
+        &hash_list(&asked),
+    );
     assert!(r.is_err(), "{r:?}");
     let mut ws = ws_connect(&p.addr, Duration::from_secs(5));
-    ws.send(tungstenite::Message::Binary(ws_request(1, &asked).into())).unwrap();
+    ws.send(tungstenite::Message::Binary(ws_request(1, &asked).into()))
+        .unwrap();
     match ws.read() {
-        Err(tungstenite::Error::Protocol(_)) | Err(tungstenite::Error::Io(_)) | Err(tungstenite::Error::ConnectionClosed) => {}
+        Err(tungstenite::Error::Protocol(_))
+        | Err(tungstenite::Error::Io(_))
+        | Err(tungstenite::Error::ConnectionClosed) => {}
         other => panic!("expected the socket to drop, got {other:?}"),
     }
 }
@@ -165,12 +241,24 @@ fn error500_is_http_500_and_leaves_websocket_alone() {
     let built = state();
     let asked = asked(&built);
     let p = start(&["--error500", "1.0"]);
-    let (status, _, _) = post(&nodes_url(&p), "application/octet-stream", &hash_list(&asked));
+    let (status, _, _) = post(
+        &nodes_url(&p),
+        "application/octet-stream",
+        &hash_list(&asked),
+    );
     assert_eq!(status, 500);
-    let (status, _, _) = post(&format!("{}/", p.base), "application/json", &rpc_body(&rpc_keys(&built, &asked)));
+    let (status, _, _) = post(
+        &format!("{}/", p.base),
+        "application/json",
+        &rpc_body(&rpc_keys(&built, &asked)),
+    );
     assert_eq!(status, 500);
     let mut ws = ws_connect(&p.addr, Duration::from_secs(10));
-    assert_exact(&asked, &ws_roundtrip(&mut ws, 1, &asked).1, "ws under error500");
+    assert_exact(
+        &asked,
+        &ws_roundtrip(&mut ws, 1, &asked).1,
+        "ws under error500",
+    );
 }
 
 #[test]
@@ -181,9 +269,17 @@ fn html_error_answers_an_html_page_with_200_or_502() {
     let mut statuses = HashSet::new();
     for i in 0..16 {
         let (status, ct, body) = if i % 2 == 0 {
-            post(&nodes_url(&p), "application/octet-stream", &hash_list(&asked))
+            post(
+                &nodes_url(&p),
+                "application/octet-stream",
+                &hash_list(&asked),
+            )
         } else {
-            post(&format!("{}/", p.base), "application/json", &rpc_body(&rpc_keys(&built, &asked)))
+            post(
+                &format!("{}/", p.base),
+                "application/json",
+                &rpc_body(&rpc_keys(&built, &asked)),
+            )
         };
         assert!(status == 200 || status == 502, "{status}");
         assert!(ct.starts_with("text/html"), "{ct}");
@@ -200,17 +296,28 @@ fn garbage_is_neither_rlp_nor_json() {
     let asked = asked(&built);
     let p = start(&["--garbage", "1.0"]);
     for _ in 0..5 {
-        let (status, _, body) = post(&nodes_url(&p), "application/octet-stream", &hash_list(&asked));
+        let (status, _, body) = post(
+            &nodes_url(&p),
+            "application/octet-stream",
+            &hash_list(&asked),
+        );
         assert_eq!(status, 200);
         assert!(!body.is_empty());
         assert!(decode_blobs(&body).is_err(), "garbage decoded as RLP");
     }
-    let (status, _, body) = post(&format!("{}/", p.base), "application/json", &rpc_body(&rpc_keys(&built, &asked)));
+    let (status, _, body) = post(
+        &format!("{}/", p.base),
+        "application/json",
+        &rpc_body(&rpc_keys(&built, &asked)),
+    );
     assert_eq!(status, 200);
     assert!(serde_json::from_slice::<Value>(&body).is_err());
     let mut ws = ws_connect(&p.addr, Duration::from_secs(10));
-    ws.send(tungstenite::Message::Binary(ws_request(1, &asked).into())).unwrap();
-    let tungstenite::Message::Binary(msg) = ws.read().unwrap() else { panic!("expected binary") };
+    ws.send(tungstenite::Message::Binary(ws_request(1, &asked).into()))
+        .unwrap();
+    let tungstenite::Message::Binary(msg) = ws.read().unwrap() else {
+        panic!("expected binary")
+    };
     assert!(ws_decode(&msg).is_err());
 }
 
@@ -225,7 +332,10 @@ fn unrequested_adds_real_nodes_and_random_bytes() {
         let asked_back = hashes.iter().filter(|h| set.contains(h)).count();
         assert_eq!(asked_back, asked.len(), "every asked blob is still there");
         let unasked: Vec<&H256> = hashes.iter().filter(|h| !set.contains(h)).collect();
-        let real = unasked.iter().filter(|h| built.nodes.contains_key(h)).count();
+        let real = unasked
+            .iter()
+            .filter(|h| built.nodes.contains_key(h))
+            .count();
         assert!((1..=3).contains(&real), "{real} unasked real nodes");
         assert_eq!(unasked.len() - real, 1, "one blob of random bytes");
     };
@@ -236,7 +346,12 @@ fn unrequested_adds_real_nodes_and_random_bytes() {
     let answers = rpc_batch(&p.base, &rpc_keys(&built, &asked));
     assert!(answers.len() >= asked.len() + 2);
     let foreign: Vec<&Value> = answers.iter().filter(|a| !a["id"].is_u64()).collect();
-    assert!(foreign.len() >= 2 && foreign.iter().all(|a| a["id"].as_str().unwrap().starts_with("unrequested")));
+    assert!(
+        foreign.len() >= 2
+            && foreign
+                .iter()
+                .all(|a| a["id"].as_str().unwrap().starts_with("unrequested"))
+    );
 }
 
 #[test]
@@ -247,14 +362,20 @@ fn extra_appends_n_unasked_real_nodes() {
     let set: HashSet<H256> = asked.iter().copied().collect();
     let check = |blobs: &[Vec<u8>]| {
         assert_eq!(blobs.len(), asked.len() + 3);
-        let unasked: Vec<H256> = hashes_of(blobs).into_iter().filter(|h| !set.contains(h)).collect();
+        let unasked: Vec<H256> = hashes_of(blobs)
+            .into_iter()
+            .filter(|h| !set.contains(h))
+            .collect();
         assert_eq!(unasked.len(), 3);
         assert!(unasked.iter().all(|h| built.nodes.contains_key(h)));
     };
     check(&fetch_http(&p.base, &asked));
     let mut ws = ws_connect(&p.addr, Duration::from_secs(10));
     check(&ws_roundtrip(&mut ws, 1, &asked).1);
-    assert_eq!(rpc_batch(&p.base, &rpc_keys(&built, &asked)).len(), asked.len() + 3);
+    assert_eq!(
+        rpc_batch(&p.base, &rpc_keys(&built, &asked)).len(),
+        asked.len() + 3
+    );
 }
 
 /// The bodies of a fixed sequence of requests (sequential, so arrival order is fixed).
@@ -265,7 +386,12 @@ fn sequence(p: &Peer, built: &BuiltState) -> Vec<Vec<u8>> {
     (0..24)
         .map(|i| {
             let asked = &keys[i * 40..i * 40 + 40];
-            match post_with(&a, &nodes_url(p), "application/octet-stream", &hash_list(asked)) {
+            match post_with(
+                &a,
+                &nodes_url(p),
+                "application/octet-stream",
+                &hash_list(asked),
+            ) {
                 Ok((status, _, body)) => {
                     let mut v = status.to_be_bytes().to_vec();
                     v.extend(body);
@@ -280,7 +406,20 @@ fn sequence(p: &Peer, built: &BuiltState) -> Vec<Vec<u8>> {
 #[test]
 fn same_seed_same_faults() {
     let built = state();
-    let faults = ["--corrupt", "0.2", "--omit", "0.2", "--unrequested", "0.3", "--garbage", "0.1", "--error500", "0.1", "--html-error", "0.1"];
+    let faults = [
+        "--corrupt",
+        "0.2",
+        "--omit",
+        "0.2",
+        "--unrequested",
+        "0.3",
+        "--garbage",
+        "0.1",
+        "--error500",
+        "0.1",
+        "--html-error",
+        "0.1",
+    ];
     let run = |seed: &str| {
         let mut args = faults.to_vec();
         args.extend(["--fault-seed", seed]);

@@ -47,7 +47,11 @@ fn check_serves_everything(peer: &Peer, built: &BuiltState, what: &str) {
 
     // HTTP: nodes and codes share the endpoint.
     for chunk in all.chunks(384) {
-        assert_exact(chunk, &fetch_http(&peer.base, chunk), &format!("{what} http"));
+        assert_exact(
+            chunk,
+            &fetch_http(&peer.base, chunk),
+            &format!("{what} http"),
+        );
     }
 
     // WebSocket: send up to 8 requests before reading, match answers by id.
@@ -57,11 +61,14 @@ fn check_serves_everything(peer: &Peer, built: &BuiltState, what: &str) {
         let (g, group) = group;
         for (i, c) in group.iter().enumerate() {
             let id = (g * 8 + i) as u64 + 1_000_000;
-            ws.send(tungstenite::Message::Binary(ws_request(id, c).into())).unwrap();
+            ws.send(tungstenite::Message::Binary(ws_request(id, c).into()))
+                .unwrap();
         }
         let mut seen = 0;
         while seen < group.len() {
-            let tungstenite::Message::Binary(msg) = ws.read().unwrap() else { continue };
+            let tungstenite::Message::Binary(msg) = ws.read().unwrap() else {
+                continue;
+            };
             let (id, blobs) = ws_decode(&msg).unwrap();
             let idx = (id - 1_000_000) as usize;
             assert_eq!(idx / 8, g, "answer to a request of another group");
@@ -84,7 +91,12 @@ fn check_serves_everything(peer: &Peer, built: &BuiltState, what: &str) {
         for (i, a) in answers.iter().enumerate() {
             assert_eq!(a["id"], i);
             assert_eq!(a["jsonrpc"], "2.0");
-            assert_eq!(keccak256(&hex_result(a)), chunk[i].1, "{what} rpc {}", chunk[i].0);
+            assert_eq!(
+                keccak256(&hex_result(a)),
+                chunk[i].1,
+                "{what} rpc {}",
+                chunk[i].0
+            );
         }
     }
 }
@@ -102,9 +114,13 @@ fn every_fixture_state_is_served_over_every_protocol() {
 
 #[test]
 fn the_shipped_mainnet_genesis_is_the_shared_one() {
-    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/mainnet-genesis.json");
+    let shipped =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/mainnet-genesis.json");
     let shared = fixtures_dir().join("states/mainnet-genesis.json");
-    assert_eq!(std::fs::read(&shipped).unwrap(), std::fs::read(shared).unwrap());
+    assert_eq!(
+        std::fs::read(&shipped).unwrap(),
+        std::fs::read(shared).unwrap()
+    );
 }
 
 #[test]
@@ -131,7 +147,11 @@ fn unknown_hashes_give_an_empty_or_partial_answer() {
     let peer = Peer::start(&["--synthetic", "500"]);
     let unknown: Vec<H256> = (0..10u32).map(|i| keccak256(&i.to_le_bytes())).collect();
     assert!(fetch_http(&peer.base, &unknown).is_empty());
-    let (status, _, body) = post(&format!("{}/v1/nodes", peer.base), "application/octet-stream", &hash_list(&unknown));
+    let (status, _, body) = post(
+        &format!("{}/v1/nodes", peer.base),
+        "application/octet-stream",
+        &hash_list(&unknown),
+    );
     assert_eq!((status, body), (200, vec![0xc0]));
     let mut mixed = unknown.clone();
     mixed.push(built.root);
@@ -153,7 +173,10 @@ fn answers_stop_past_two_mib_but_always_hold_one() {
     assert_eq!(codes.len(), 30);
     let check = |blobs: &[Vec<u8>]| {
         let total: usize = blobs.iter().map(Vec::len).sum();
-        assert!((2 * 1024 * 1024..2 * 1024 * 1024 + 100_000).contains(&total), "total {total}");
+        assert!(
+            (2 * 1024 * 1024..2 * 1024 * 1024 + 100_000).contains(&total),
+            "total {total}"
+        );
         assert_eq!(blobs.len(), 21);
         for h in hashes_of(blobs) {
             assert!(codes.contains(&h));
@@ -178,7 +201,14 @@ fn answers_stop_past_two_mib_but_always_hold_one() {
 fn cors_on_every_route_and_preflight() {
     let peer = Peer::start(&["--synthetic", "50"]);
     let a = agent(Duration::from_secs(10));
-    for (method, path) in [("OPTIONS", "/v1/nodes"), ("OPTIONS", "/"), ("GET", "/v1/info"), ("POST", "/v1/nodes"), ("POST", "/"), ("GET", "/nope")] {
+    for (method, path) in [
+        ("OPTIONS", "/v1/nodes"),
+        ("OPTIONS", "/"),
+        ("GET", "/v1/info"),
+        ("POST", "/v1/nodes"),
+        ("POST", "/"),
+        ("GET", "/nope"),
+    ] {
         let url = format!("{}{path}", peer.base);
         let resp = match method {
             "OPTIONS" => a
@@ -192,12 +222,27 @@ fn cors_on_every_route_and_preflight() {
             _ => a.post(&url).send(&b"x"[..]).unwrap(),
         };
         let h = resp.headers();
-        assert_eq!(h.get("access-control-allow-origin").unwrap(), "*", "{method} {path}");
+        assert_eq!(
+            h.get("access-control-allow-origin").unwrap(),
+            "*",
+            "{method} {path}"
+        );
         if method == "OPTIONS" {
             assert!(resp.status().is_success());
-            let methods = h.get("access-control-allow-methods").unwrap().to_str().unwrap();
-            assert!(methods.contains("POST") && methods.contains("GET"), "{methods}");
-            let headers = h.get("access-control-allow-headers").unwrap().to_str().unwrap();
+            let methods = h
+                .get("access-control-allow-methods")
+                .unwrap()
+                .to_str()
+                .unwrap();
+            assert!(
+                methods.contains("POST") && methods.contains("GET"),
+                "{methods}"
+            );
+            let headers = h
+                .get("access-control-allow-headers")
+                .unwrap()
+                .to_str()
+                .unwrap();
             assert!(headers.to_ascii_lowercase().contains("content-type"));
         }
     }
@@ -215,7 +260,12 @@ fn two_hundred_concurrent_clients() {
     let barrier = Arc::new(Barrier::new(n_http + n_ws + n_rpc));
     let mut threads = Vec::new();
     for t in 0..n_http + n_ws + n_rpc {
-        let (barrier, keys, base, addr) = (barrier.clone(), keys.clone(), peer.base.clone(), peer.addr.clone());
+        let (barrier, keys, base, addr) = (
+            barrier.clone(),
+            keys.clone(),
+            peer.base.clone(),
+            peer.addr.clone(),
+        );
         threads.push(std::thread::spawn(move || {
             let start = (t * 37) % (keys.len() - 384);
             let asked = &keys[start..start + 384];
@@ -223,8 +273,13 @@ fn two_hundred_concurrent_clients() {
                 let a = agent(Duration::from_secs(60));
                 barrier.wait();
                 for round in 0..3 {
-                    let (status, _, body) =
-                        post_with(&a, &format!("{base}/v1/nodes"), "application/octet-stream", &hash_list(asked)).unwrap();
+                    let (status, _, body) = post_with(
+                        &a,
+                        &format!("{base}/v1/nodes"),
+                        "application/octet-stream",
+                        &hash_list(asked),
+                    )
+                    .unwrap();
                     assert_eq!(status, 200, "client {t} round {round}");
                     assert_exact(asked, &decode_blobs(&body).unwrap(), "concurrent http");
                 }
@@ -259,17 +314,29 @@ fn many_requests_in_flight_on_one_socket() {
     let built = build_synthetic(&parse_synthetic(spec).unwrap());
     let keys = sorted_keys(&built.nodes);
     // A delay makes the requests overlap; at most 4 are answered at once per socket.
-    let peer = Peer::start(&["--synthetic", spec, "--delay-ms", "200", "--ws-in-flight", "4"]);
+    let peer = Peer::start(&[
+        "--synthetic",
+        spec,
+        "--delay-ms",
+        "200",
+        "--ws-in-flight",
+        "4",
+    ]);
     let mut ws = ws_connect(&peer.addr, Duration::from_secs(30));
     let start = std::time::Instant::now();
     let n = 20u64;
     for id in 0..n {
         let i = id as usize * 50;
-        ws.send(tungstenite::Message::Binary(ws_request(id, &keys[i..i + 50]).into())).unwrap();
+        ws.send(tungstenite::Message::Binary(
+            ws_request(id, &keys[i..i + 50]).into(),
+        ))
+        .unwrap();
     }
     let mut seen = vec![false; n as usize];
     for _ in 0..n {
-        let tungstenite::Message::Binary(msg) = ws.read().unwrap() else { panic!() };
+        let tungstenite::Message::Binary(msg) = ws.read().unwrap() else {
+            panic!()
+        };
         let (id, blobs) = ws_decode(&msg).unwrap();
         let i = id as usize * 50;
         assert_exact(&keys[i..i + 50], &blobs, "in flight");
@@ -278,8 +345,14 @@ fn many_requests_in_flight_on_one_socket() {
     }
     let took = start.elapsed();
     // 20 requests, 4 at a time, 200 ms each: about 1 s; one at a time would be 4 s.
-    assert!(took >= Duration::from_millis(950), "in-flight limit not applied: {took:?}");
-    assert!(took < Duration::from_millis(3500), "requests were not concurrent: {took:?}");
+    assert!(
+        took >= Duration::from_millis(950),
+        "in-flight limit not applied: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(3500),
+        "requests were not concurrent: {took:?}"
+    );
 }
 
 #[test]
@@ -287,9 +360,15 @@ fn exits_when_stdin_closes() {
     let mut peer = Peer::start(&["--synthetic", "50"]);
     assert_eq!(peer.info()["accounts"], 50);
     peer.close_stdin();
-    let status = peer.wait_exit(Duration::from_secs(10)).expect("exit after stdin closed");
+    let status = peer
+        .wait_exit(Duration::from_secs(10))
+        .expect("exit after stdin closed");
     assert!(status.success());
-    assert!(peer.stderr().contains("shutting down (stdin closed)"), "{}", peer.stderr());
+    assert!(
+        peer.stderr().contains("shutting down (stdin closed)"),
+        "{}",
+        peer.stderr()
+    );
 }
 
 #[test]
@@ -297,13 +376,22 @@ fn exits_cleanly_on_sigterm_and_sigint() {
     for (sig, name) in [("-TERM", "SIGTERM"), ("-INT", "SIGINT")] {
         let mut peer = Peer::start(&["--synthetic", "50"]);
         let _ = fetch_http(&peer.base, &[peer.root]);
-        let ok = std::process::Command::new("kill").arg(sig).arg(peer.pid().to_string()).status().unwrap();
+        let ok = std::process::Command::new("kill")
+            .arg(sig)
+            .arg(peer.pid().to_string())
+            .status()
+            .unwrap();
         assert!(ok.success());
-        let status = peer.wait_exit(Duration::from_secs(10)).expect("exit after signal");
+        let status = peer
+            .wait_exit(Duration::from_secs(10))
+            .expect("exit after signal");
         assert!(status.success(), "{status:?}");
         let log = peer.stderr();
         assert!(log.contains(&format!("shutting down ({name})")), "{log}");
-        assert!(log.contains("summary:") && log.contains("http 1 requests"), "{log}");
+        assert!(
+            log.contains("summary:") && log.contains("http 1 requests"),
+            "{log}"
+        );
     }
 }
 
@@ -314,6 +402,9 @@ fn logs_one_line_per_request_at_debug() {
     let _ = peer.info();
     std::thread::sleep(Duration::from_millis(100));
     let log = peer.stderr();
-    assert!(log.contains("POST /v1/nodes -> 200 asked 1 found 1"), "{log}");
+    assert!(
+        log.contains("POST /v1/nodes -> 200 asked 1 found 1"),
+        "{log}"
+    );
     assert!(log.contains("GET /v1/info -> 200"), "{log}");
 }

@@ -13,9 +13,9 @@ use triesync_core::{keccak256, H256};
 
 /// `../shared/fixtures` beside the repository, or `$TRIESYNC_FIXTURES`.
 pub fn fixtures_dir() -> PathBuf {
-    std::env::var_os("TRIESYNC_FIXTURES").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
-    })
+    std::env::var_os("TRIESYNC_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"))
 }
 
 /// Every fixture state file, sorted.
@@ -27,7 +27,11 @@ pub fn fixture_states() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     v.sort();
-    assert!(v.len() >= 4, "expected the fixture states in {}", dir.display());
+    assert!(
+        v.len() >= 4,
+        "expected the fixture states in {}",
+        dir.display()
+    );
     v
 }
 
@@ -56,7 +60,15 @@ impl Peer {
             .join(format!("peer-{}-{n}.log", std::process::id()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_triesync-peer"))
             .args(args)
-            .args(["--host", "127.0.0.1", "--port", "0", "--exit-on-stdin-close", "--log", "debug"])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--exit-on-stdin-close",
+                "--log",
+                "debug",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -66,7 +78,15 @@ impl Peer {
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
-        let mut peer = Peer { child, stdin, _stdout: stdout, base: String::new(), addr: String::new(), root: H256::default(), log };
+        let mut peer = Peer {
+            child,
+            stdin,
+            _stdout: stdout,
+            base: String::new(),
+            addr: String::new(),
+            root: H256::default(),
+            log,
+        };
         // `listening http://127.0.0.1:PORT root 0x...`
         let parts: Vec<&str> = line.split_whitespace().collect();
         assert!(
@@ -139,7 +159,12 @@ fn finish(mut resp: ureq::http::Response<ureq::Body>) -> (u16, String, Vec<u8>) 
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default();
-    let body = resp.body_mut().with_config().limit(256 << 20).read_to_vec().unwrap();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(256 << 20)
+        .read_to_vec()
+        .unwrap();
     (status, ct, body)
 }
 
@@ -155,7 +180,10 @@ pub fn post_with(
     content_type: &str,
     body: &[u8],
 ) -> Result<(u16, String, Vec<u8>), ureq::Error> {
-    let resp = agent.post(url).header("Content-Type", content_type).send(body)?;
+    let resp = agent
+        .post(url)
+        .header("Content-Type", content_type)
+        .send(body)?;
     Ok(finish(resp))
 }
 
@@ -185,7 +213,11 @@ pub fn decode_blobs(body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 
 /// `POST /v1/nodes` with `hashes`: the blobs, decoded.
 pub fn fetch_http(base: &str, hashes: &[H256]) -> Vec<Vec<u8>> {
-    let (status, ct, body) = post(&format!("{base}/v1/nodes"), "application/octet-stream", &hash_list(hashes));
+    let (status, ct, body) = post(
+        &format!("{base}/v1/nodes"),
+        "application/octet-stream",
+        &hash_list(hashes),
+    );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(ct, "application/octet-stream");
     decode_blobs(&body).expect("answer is an RLP list of blobs")
@@ -202,7 +234,10 @@ pub fn assert_exact(asked: &[H256], blobs: &[Vec<u8>], what: &str) {
     got.sort();
     let mut want = asked.to_vec();
     want.sort();
-    assert_eq!(got, want, "{what}: answer does not hold exactly the asked items");
+    assert_eq!(
+        got, want,
+        "{what}: answer does not hold exactly the asked items"
+    );
 }
 
 /// A WebSocket client on a plain TCP stream.
@@ -231,17 +266,23 @@ pub fn ws_request(id: u64, hashes: &[H256]) -> Vec<u8> {
 /// Decodes `RLP([id, [blob...]])`.
 pub fn ws_decode(msg: &[u8]) -> Result<(u64, Vec<Vec<u8>>), String> {
     let r = rlp::Rlp::new(msg);
-    if r.payload_info().map_err(|e| e.to_string())?.total() != msg.len() || r.item_count().map_err(|e| e.to_string())? != 2 {
+    if r.payload_info().map_err(|e| e.to_string())?.total() != msg.len()
+        || r.item_count().map_err(|e| e.to_string())? != 2
+    {
         return Err("not [id, [blob...]]".into());
     }
     let id: u64 = r.val_at(0).map_err(|e| e.to_string())?;
-    let blobs: Vec<Vec<u8>> = r.at(1).and_then(|l| l.as_list()).map_err(|e| e.to_string())?;
+    let blobs: Vec<Vec<u8>> = r
+        .at(1)
+        .and_then(|l| l.as_list())
+        .map_err(|e| e.to_string())?;
     Ok((id, blobs))
 }
 
 /// Sends one request and reads the next binary message.
 pub fn ws_roundtrip(ws: &mut Ws, id: u64, hashes: &[H256]) -> (u64, Vec<Vec<u8>>) {
-    ws.send(tungstenite::Message::Binary(ws_request(id, hashes).into())).unwrap();
+    ws.send(tungstenite::Message::Binary(ws_request(id, hashes).into()))
+        .unwrap();
     loop {
         match ws.read().unwrap() {
             tungstenite::Message::Binary(b) => return ws_decode(&b).unwrap(),
@@ -268,17 +309,25 @@ pub fn rpc_batch(base: &str, keys: &[String]) -> Vec<Value> {
         .enumerate()
         .map(|(i, k)| json!({"jsonrpc": "2.0", "id": i, "method": "debug_dbGet", "params": [k]}))
         .collect();
-    let (status, ct, body) = post(&format!("{base}/"), "application/json", &serde_json::to_vec(&calls).unwrap());
+    let (status, ct, body) = post(
+        &format!("{base}/"),
+        "application/json",
+        &serde_json::to_vec(&calls).unwrap(),
+    );
     assert_eq!(status, 200);
     assert_eq!(ct, "application/json");
-    let Value::Array(mut answers) = serde_json::from_slice(&body).unwrap() else { panic!("batch answer is not an array") };
+    let Value::Array(mut answers) = serde_json::from_slice(&body).unwrap() else {
+        panic!("batch answer is not an array")
+    };
     answers.sort_by_key(|a| a["id"].as_u64().unwrap_or(u64::MAX));
     answers
 }
 
 /// The bytes of a `"0x.."` result.
 pub fn hex_result(v: &Value) -> Vec<u8> {
-    let s = v["result"].as_str().unwrap_or_else(|| panic!("no result in {v}"));
+    let s = v["result"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no result in {v}"));
     hex::decode(s.strip_prefix("0x").unwrap()).unwrap()
 }
 
@@ -286,7 +335,8 @@ pub fn hex_result(v: &Value) -> Vec<u8> {
 /// `timeout` passes: (bytes read, closed by the server).
 pub fn raw_exchange(addr: &str, request: &[u8], timeout: Duration) -> (Vec<u8>, bool) {
     let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     s.write_all(request).unwrap();
     let end = Instant::now() + timeout;
     let mut out = Vec::new();
@@ -295,7 +345,11 @@ pub fn raw_exchange(addr: &str, request: &[u8], timeout: Duration) -> (Vec<u8>, 
         match s.read(&mut buf) {
             Ok(0) => return (out, true),
             Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return (out, true), // reset
         }
     }
