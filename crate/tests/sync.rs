@@ -1,0 +1,389 @@
+//! Whole syncs through the JavaScript API (`StateSync`, `StateDb`) against real reference
+//! peers on 127.0.0.1 (started by scripts/browser-tests.sh) and real IndexedDB in headless
+//! Chromium: every transport, all at once, lookups of every account, resume after a stop,
+//! hostile peers, cancellation and argument errors.
+#![cfg(target_arch = "wasm32")]
+
+mod common;
+
+use common::*;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use triesync::api::{StateDb, StateSync};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// Syncs `fx` from `peers` into a fresh database, checks the report and `verify`, and
+/// returns the open database (deleted by the caller).
+async fn sync_fresh(fx: &Fixture, db_name: &str, peers: Vec<JsValue>) -> (StateDb, JsValue) {
+    delete_db(db_name).await;
+    let progress_calls = Rc::new(Cell::new(0u32));
+    let calls = progress_calls.clone();
+    let on_progress = callback(move |_| calls.set(calls.get() + 1));
+    let report = run(options(&fx.root, peers, db_name, &[("onProgress", on_progress.into())]))
+        .await
+        .unwrap_or_else(|e| panic!("sync into {db_name} failed: {e:?}"));
+    assert_eq!(field(&report, "complete"), JsValue::TRUE);
+    assert_eq!(field(&report, "root").as_string().unwrap(), fx.root);
+    assert_eq!(num(&report, "nodes") as u64, fx.nodes(), "nodes written");
+    assert_eq!(num(&report, "codes") as u64, fx.codes(), "codes written");
+    assert_eq!(num(&report, "nodeBytes") as usize, fx.built.node_bytes());
+    assert_eq!(num(&report, "codeBytes") as usize, fx.built.code_bytes());
+    assert_eq!(num(&report, "bytes") as usize, fx.built.node_bytes() + fx.built.code_bytes());
+    assert!(num(&report, "seconds") > 0.0);
+    assert_eq!(items_fetched(&report) as u64, fx.items(), "every item fetched exactly once");
+    assert!(progress_calls.get() >= 1, "progress reported after commits");
+    log(&format!(
+        "{db_name}: {} nodes {} codes in {:.2}s, {} batches",
+        num(&report, "nodes"),
+        num(&report, "codes"),
+        num(&report, "seconds"),
+        num(&report, "batches")
+    ));
+    let db = StateDb::open(db_name.into()).await.unwrap();
+    assert_verified(&db, fx).await;
+    let meta = wait(db.meta()).await.unwrap();
+    assert_eq!(field(&meta, "complete"), JsValue::TRUE);
+    assert_eq!(field(&meta, "root").as_string().unwrap(), fx.root);
+    let counts = wait(db.counts()).await.unwrap();
+    assert_eq!(num(&counts, "nodes") as u64, fx.nodes());
+    assert_eq!(num(&counts, "codes") as u64, fx.codes());
+    (db, report)
+}
+
+async fn sync_and_drop(fx: &Fixture, db_name: &str, peers: Vec<JsValue>) -> JsValue {
+    let (db, report) = sync_fresh(fx, db_name, peers).await;
+    db.close();
+    delete_db(db_name).await;
+    report
+}
+
+#[wasm_bindgen_test]
+async fn genesis_over_http() {
+    let fx = Fixture::load(GENESIS_JSON);
+    sync_and_drop(&fx, "ts-genesis-http", vec![genesis_peer().into()]).await;
+}
+
+#[wasm_bindgen_test]
+async fn genesis_over_ws() {
+    let fx = Fixture::load(GENESIS_JSON);
+    sync_and_drop(&fx, "ts-genesis-ws", vec![ws(genesis_peer()).into()]).await;
+}
+
+#[wasm_bindgen_test]
+async fn genesis_over_jsonrpc() {
+    let fx = Fixture::load(GENESIS_JSON);
+    sync_and_drop(&fx, "ts-genesis-rpc", vec![jsonrpc(genesis_peer())]).await;
+}
+
+#[wasm_bindgen_test]
+async fn genesis_over_all_three_at_once() {
+    let fx = Fixture::load(GENESIS_JSON);
+    let p = genesis_peer();
+    let peers = vec![p.into(), ws(p).into(), jsonrpc(p)];
+    let report = sync_and_drop(&fx, "ts-genesis-all", peers).await;
+    let stats = js_sys::Array::from(&field(&report, "peers"));
+    assert_eq!(stats.length(), 3);
+    for s in stats.iter() {
+        assert!(num(&s, "items") > 0.0, "every transport delivered: {s:?}");
+        assert!(field(&s, "dropped").is_null());
+    }
+}
+
+/// Every account, storage slot and code of mainnet genesis, read back after an HTTP sync.
+#[wasm_bindgen_test]
+async fn genesis_accounts_readable() {
+    let fx = Fixture::load(GENESIS_JSON);
+    let (db, _) = sync_fresh(&fx, "ts-genesis-accounts", vec![genesis_peer().into()]).await;
+    assert_accounts(&db, &fx).await;
+    db.close();
+    delete_db("ts-genesis-accounts").await;
+}
+
+#[wasm_bindgen_test]
+async fn bt_over_http_with_accounts_storage_code() {
+    let fx = Fixture::load(BT_JSON);
+    let (db, _) = sync_fresh(&fx, "ts-bt-http", vec![bt_peer().into()]).await;
+    assert_accounts(&db, &fx).await;
+    db.close();
+    delete_db("ts-bt-http").await;
+}
+
+#[wasm_bindgen_test]
+async fn bt_over_ws_with_accounts_storage_code() {
+    let fx = Fixture::load(BT_JSON);
+    let (db, _) = sync_fresh(&fx, "ts-bt-ws", vec![ws(bt_peer()).into()]).await;
+    assert_accounts(&db, &fx).await;
+    db.close();
+    delete_db("ts-bt-ws").await;
+}
+
+#[wasm_bindgen_test]
+async fn bt_over_jsonrpc_with_accounts_storage_code() {
+    let fx = Fixture::load(BT_JSON);
+    let (db, _) = sync_fresh(&fx, "ts-bt-rpc", vec![jsonrpc(bt_peer())]).await;
+    assert_accounts(&db, &fx).await;
+    db.close();
+    delete_db("ts-bt-rpc").await;
+}
+
+#[wasm_bindgen_test]
+async fn bt_over_all_three_at_once() {
+    let fx = Fixture::load(BT_JSON);
+    let p = bt_peer();
+    let (db, _) = sync_fresh(&fx, "ts-bt-all", vec![p.into(), ws(p).into(), jsonrpc(p)]).await;
+    assert_accounts(&db, &fx).await;
+    db.close();
+    delete_db("ts-bt-all").await;
+}
+
+/// A sync stopped from its progress callback after a few batches keeps what it committed;
+/// a new `StateSync` on the same database fetches only the rest.
+#[wasm_bindgen_test]
+async fn reload_fetches_only_what_is_missing() {
+    let fx = Fixture::load(GENESIS_JSON);
+    let name = "ts-reload";
+    delete_db(name).await;
+    let opts = options(&fx.root, vec![genesis_peer().into()], name, &[("batchBytes", 50_000.into())]);
+    let sync = Rc::new(StateSync::new(opts).unwrap());
+    let batches = Rc::new(Cell::new(0u32));
+    let (s, b) = (sync.clone(), batches.clone());
+    sync.on_progress(callback(move |_| {
+        b.set(b.get() + 1);
+        if b.get() == 3 {
+            s.cancel();
+        }
+    }));
+    let err = wait(sync.run()).await.unwrap_err();
+    assert_eq!(code(&err), "CANCELLED");
+    let last = field(&err, "progress");
+    assert_eq!(field(&last, "complete"), JsValue::FALSE);
+    let db = StateDb::open(name.into()).await.unwrap();
+    let meta = wait(db.meta()).await.unwrap();
+    let committed = (num(&meta, "nodes") + num(&meta, "codes")) as u64;
+    assert_eq!(field(&meta, "complete"), JsValue::FALSE);
+    assert!(committed > 0 && committed < fx.items(), "committed {committed} of {}", fx.items());
+    assert_eq!(num(&last, "nodes") as u64 + num(&last, "codes") as u64, committed);
+    let counts = wait(db.counts()).await.unwrap();
+    assert_eq!(num(&counts, "nodes") as u64, committed, "the meta record counts what is stored");
+    // The partial database is sound: nothing corrupt, only missing.
+    let partial = wait(db.verify(fx.root.clone())).await.unwrap();
+    assert_eq!(field(&partial, "complete"), JsValue::FALSE);
+    assert_eq!(js_sys::Array::from(&field(&partial, "corrupt")).length(), 0);
+
+    let report = run(options(&fx.root, vec![genesis_peer().into()], name, &[])).await.unwrap();
+    assert_eq!(field(&report, "complete"), JsValue::TRUE);
+    let written = (num(&report, "nodes") + num(&report, "codes")) as u64;
+    let fetched = items_fetched(&report) as u64;
+    let reused = num(&report, "reused") as u64;
+    log(&format!("reload: committed {committed}, then wrote {written}, fetched {fetched}, reused {reused}"));
+    assert_eq!(written, fx.items() - committed, "second run writes exactly the rest");
+    assert_eq!(fetched + reused, fx.items() - committed, "second run fetches only the rest");
+    assert_verified(&db, &fx).await;
+    db.close();
+    delete_db(name).await;
+}
+
+/// Hostile peers (corrupt blobs, garbage, omissions, stalls, closes, 500s, HTML) next to
+/// one good peer: the sync completes and the data verifies.
+#[wasm_bindgen_test]
+async fn hostile_peers_next_to_a_good_one() {
+    let fx = Fixture::load(GENESIS_JSON);
+    let name = "ts-hostile";
+    let mut peers: Vec<JsValue> = Vec::new();
+    for (i, url) in hostile_peers().into_iter().enumerate() {
+        peers.push(url.into());
+        peers.push(if i % 2 == 0 { ws(url).into() } else { jsonrpc(url) });
+    }
+    peers.push(genesis_peer().into());
+    delete_db(name).await;
+    let opts = options(&fx.root, peers, name, &[("requestTimeoutMs", 2000.into())]);
+    let report = run(opts).await.unwrap_or_else(|e| panic!("hostile sync failed: {e:?}"));
+    assert_eq!(field(&report, "complete"), JsValue::TRUE);
+    let stats = js_sys::Array::from(&field(&report, "peers"));
+    let bad: f64 = stats.iter().map(|s| num(&s, "rejected") + num(&s, "failures") + num(&s, "timeouts")).sum();
+    log(&format!("hostile: {} rejected, {bad} bad answers in all", num(&report, "rejected")));
+    assert!(bad > 0.0, "the faults were exercised");
+    let db = StateDb::open(name.into()).await.unwrap();
+    assert_verified(&db, &fx).await;
+    db.close();
+    delete_db(name).await;
+}
+
+/// Only peers that never deliver a usable blob: a typed error in bounded time, and the
+/// partial database holds nothing corrupt.
+#[wasm_bindgen_test]
+async fn only_useless_peers_fail_typed_and_bounded() {
+    let fx = Fixture::load(GENESIS_JSON);
+    let name = "ts-useless";
+    delete_db(name).await;
+    let mut peers: Vec<JsValue> = Vec::new();
+    for url in useless_peers() {
+        peers.push(url.into());
+        peers.push(ws(url).into());
+        peers.push(jsonrpc(url));
+    }
+    let started = triesync::clock::now_ms();
+    let opts = options(&fx.root, peers, name, &[("requestTimeoutMs", 1000.into())]);
+    let err = run(opts).await.unwrap_err();
+    let seconds = (triesync::clock::now_ms() - started) / 1000.0;
+    let code = code(&err);
+    log(&format!("useless peers: {code} after {seconds:.1}s: {err:?}"));
+    assert!(code == "NO_PEERS" || code == "UNAVAILABLE", "code {code}");
+    assert!(err.is_instance_of::<js_sys::Error>());
+    assert!(seconds < 60.0, "gave up in {seconds}s");
+    let db = StateDb::open(name.into()).await.unwrap();
+    let report = wait(db.verify(fx.root.clone())).await.unwrap();
+    assert_eq!(field(&report, "complete"), JsValue::FALSE);
+    assert_eq!(js_sys::Array::from(&field(&report, "corrupt")).length(), 0, "nothing corrupt stored");
+    assert_eq!(num(&report, "nodes"), 0.0, "nothing stored at all");
+    db.close();
+    delete_db(name).await;
+}
+
+/// An AbortSignal cancels the sync (rejects with CANCELLED); a new sync resumes and
+/// completes.
+#[wasm_bindgen_test]
+async fn abort_signal_cancels_then_resume() {
+    let fx = Fixture::load(GENESIS_JSON);
+    let name = "ts-abort";
+    delete_db(name).await;
+    let controller = web_sys::AbortController::new().unwrap();
+    let c = controller.clone();
+    let seen = Rc::new(Cell::new(0u32));
+    let s = seen.clone();
+    let on_progress = callback(move |_| {
+        s.set(s.get() + 1);
+        if s.get() == 2 {
+            c.abort();
+        }
+    });
+    let opts = options(
+        &fx.root,
+        vec![ws(genesis_peer()).into()],
+        name,
+        &[("signal", controller.signal().into()), ("onProgress", on_progress.into()), ("batchBytes", 60_000.into())],
+    );
+    let err = run(opts).await.unwrap_err();
+    assert_eq!(code(&err), "CANCELLED");
+    let partial = field(&err, "progress");
+    assert_eq!(field(&partial, "complete"), JsValue::FALSE);
+
+    // A signal already aborted cancels before anything is fetched.
+    let opts = options(&fx.root, vec![genesis_peer().into()], name, &[("signal", controller.signal().into())]);
+    let err = run(opts).await.unwrap_err();
+    assert_eq!(code(&err), "CANCELLED");
+
+    let report = run(options(&fx.root, vec![genesis_peer().into()], name, &[])).await.unwrap();
+    assert_eq!(field(&report, "complete"), JsValue::TRUE);
+    assert!(((num(&report, "nodes") + num(&report, "codes")) as u64) < fx.items(), "resumed, not restarted");
+    let db = StateDb::open(name.into()).await.unwrap();
+    assert_verified(&db, &fx).await;
+    db.close();
+    delete_db(name).await;
+}
+
+/// `addPeer` before `run`, `setRoot` during it, and `removePeer`.
+#[wasm_bindgen_test]
+async fn add_peer_set_root_remove_peer() {
+    let genesis = Fixture::load(GENESIS_JSON);
+    let bt = Fixture::load(BT_JSON);
+    let name = "ts-setroot";
+    delete_db(name).await;
+    let sync = Rc::new(StateSync::new(options(&genesis.root, vec![], name, &[("batchBytes", 50_000.into())])).unwrap());
+    sync.add_peer(genesis_peer().into()).unwrap();
+    sync.add_peer(ws(bt_peer()).into()).unwrap();
+    sync.add_peer("http://127.0.0.1:9/".into()).unwrap();
+    sync.remove_peer("http://127.0.0.1:9/");
+    let s = sync.clone();
+    let switched = Rc::new(Cell::new(false));
+    let sw = switched.clone();
+    let bt_root = bt.root.clone();
+    sync.on_progress(callback(move |_| {
+        if !sw.get() {
+            sw.set(true);
+            s.set_root(&bt_root).unwrap();
+        }
+    }));
+    let report = wait(sync.run()).await.unwrap();
+    assert!(switched.get());
+    assert_eq!(field(&report, "root").as_string().unwrap(), bt.root);
+    assert_eq!(field(&report, "complete"), JsValue::TRUE);
+    let stats = js_sys::Array::from(&field(&report, "peers"));
+    let removed = stats.iter().find(|s| field(s, "id").as_string().unwrap() == "http://127.0.0.1:9/").unwrap();
+    assert_eq!(field(&removed, "dropped").as_string().unwrap(), "removed");
+    let db = StateDb::open(name.into()).await.unwrap();
+    assert_verified(&db, &bt).await;
+    assert_accounts(&db, &bt).await;
+    let meta = wait(db.meta()).await.unwrap();
+    assert_eq!(field(&meta, "root").as_string().unwrap(), bt.root);
+    // The genesis sync was left partial; what it committed is sound.
+    let partial = wait(db.verify(genesis.root.clone())).await.unwrap();
+    assert_eq!(js_sys::Array::from(&field(&partial, "corrupt")).length(), 0);
+    db.close();
+    delete_db(name).await;
+}
+
+/// Bad arguments throw typed errors; a second `run()` is refused; no peers is NO_PEERS;
+/// lookups in an unsynced database are MISSING.
+#[wasm_bindgen_test]
+async fn argument_and_state_errors_are_typed() {
+    let root = Fixture::load(BT_JSON).root;
+    let bad = |opts: JsValue| StateSync::new(opts).map(|_| ()).unwrap_err();
+    assert_eq!(code(&bad(JsValue::from_str("x"))), "INVALID_ARGUMENT");
+    assert_eq!(code(&bad(options("0x1234", vec![], "db", &[]))), "INVALID_ARGUMENT");
+    assert_eq!(code(&bad(options(&root, vec![], "", &[]))), "INVALID_ARGUMENT");
+    assert_eq!(code(&bad(options(&root, vec!["ftp://x".into()], "db", &[]))), "INVALID_ARGUMENT");
+    assert_eq!(code(&bad(options(&root, vec![obj(&[("url", "http://x".into()), ("protocol", "smoke".into())])], "db", &[]))), "INVALID_ARGUMENT");
+    assert_eq!(code(&bad(options(&root, vec![], "db", &[("batchBytes", "big".into())]))), "INVALID_ARGUMENT");
+    assert_eq!(code(&bad(options(&root, vec![], "db", &[("onProgress", 5.into())]))), "INVALID_ARGUMENT");
+    let err = bad(options(&root, vec![], "db", &[("signal", 5.into())]));
+    assert_eq!(code(&err), "INVALID_ARGUMENT");
+    assert_eq!(field(&err, "name").as_string().unwrap(), "TriesyncError");
+
+    let name = "ts-errors";
+    delete_db(name).await;
+    let sync = StateSync::new(options(&root, vec![], name, &[])).unwrap();
+    assert_eq!(code(&sync.add_peer(JsValue::from_f64(3.0)).unwrap_err()), "INVALID_ARGUMENT");
+    assert_eq!(code(&sync.set_root("nope").unwrap_err()), "INVALID_ARGUMENT");
+    let first = sync.run();
+    let second = wait(sync.run()).await.unwrap_err();
+    assert_eq!(code(&second), "ALREADY_STARTED");
+    assert_eq!(code(&wait(first).await.unwrap_err()), "NO_PEERS");
+
+    let db = StateDb::open(name.into()).await.unwrap();
+    let addr = "0x0000000000000000000000000000000000000001".to_string();
+    assert_eq!(code(&wait(db.account(root.clone(), addr.clone())).await.unwrap_err()), "MISSING");
+    assert_eq!(code(&wait(db.account(root.clone(), "0x12".into())).await.unwrap_err()), "INVALID_ARGUMENT");
+    assert_eq!(code(&wait(db.storage(root.clone(), addr.clone(), "zz".into())).await.unwrap_err()), "INVALID_ARGUMENT");
+    assert_eq!(code(&wait(db.code(root.clone(), addr)).await.unwrap_err()), "MISSING");
+    let report = wait(db.verify(root.clone())).await.unwrap();
+    assert_eq!(num(&report, "missingCount"), 1.0);
+    let meta = wait(db.meta()).await.unwrap();
+    assert!(meta.is_null() || num(&meta, "nodes") == 0.0, "nothing committed: {meta:?}");
+    db.close();
+    delete_db(name).await;
+}
+
+/// A progress callback that throws does not stop the sync.
+#[wasm_bindgen_test]
+async fn throwing_progress_callback_is_contained() {
+    let fx = Fixture::load(BT_JSON);
+    let name = "ts-throwing-callback";
+    delete_db(name).await;
+    let thrower: js_sys::Function = js_sys::Function::new_no_args("throw new Error('callback bug')");
+    let calls = Rc::new(RefCell::new(0));
+    let c = calls.clone();
+    let sync = StateSync::new(options(&fx.root, vec![bt_peer().into()], name, &[("onProgress", thrower.into())])).unwrap();
+    sync.on_progress(callback(move |p| {
+        assert!(field(&p, "nodes").as_f64().is_some());
+        *c.borrow_mut() += 1;
+    }));
+    let report = wait(sync.run()).await.unwrap();
+    assert_eq!(field(&report, "complete"), JsValue::TRUE);
+    assert!(*calls.borrow() >= 1, "later callbacks still run");
+    assert_eq!(field(&sync.progress(), "complete"), JsValue::TRUE);
+    delete_db(name).await;
+}

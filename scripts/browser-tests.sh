@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Browser tests of the triesync crate: builds the reference peer, starts one peer per
+# configuration on 127.0.0.1 (good mainnet-genesis, good bt-block504980, hostile ones),
+# passes their URLs to the wasm tests at build time (option_env!), runs
+# `wasm-pack test --headless --chrome crate` against real IndexedDB, and stops the peers on
+# exit however it exits.
+#
+# Extra arguments go to wasm-pack's cargo test (e.g. `-- --test sync` or a test name filter
+# after `--`). Needs chromium and chromium-driver (scripts/setup.sh installs them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+fixtures=${TRIESYNC_FIXTURES:-../shared/fixtures}
+states="$fixtures/states"
+[ -f "$states/mainnet-genesis.json" ] || { echo "no fixtures at $states (set TRIESYNC_FIXTURES)" >&2; exit 1; }
+
+echo "building the reference peer"
+cargo build -q -p triesync-peer
+peer_bin=target/debug/triesync-peer
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start_peer NAME ARGS...: starts a peer, prints its http://127.0.0.1:PORT. Its stdin is a
+# FIFO this script holds open, so with --exit-on-stdin-close it also dies with the script.
+start_peer() {
+  local name=$1
+  shift
+  local fifo="$tmp/$name.in" out="$tmp/$name.out" err="$tmp/$name.err"
+  mkfifo "$fifo"
+  "$peer_bin" --port 0 --exit-on-stdin-close "$@" <"$fifo" >"$out" 2>"$err" &
+  pids+=($!)
+  exec {fd}>"$fifo"
+  local url=""
+  for _ in $(seq 1 600); do
+    if [ -s "$out" ]; then
+      url=$(awk 'NR == 1 && $1 == "listening" { print $2 }' "$out")
+      [ -n "$url" ] && break
+    fi
+    sleep 0.1
+  done
+  if [ -z "$url" ]; then
+    echo "peer $name did not start:" >&2
+    cat "$err" >&2
+    exit 1
+  fi
+  echo "  $name: $url $*" >&2
+  started_url=$url
+}
+
+echo "starting peers"
+start_peer genesis --state "$states/mainnet-genesis.json"
+export TRIESYNC_PEER_GENESIS=$started_url
+start_peer bt --state "$states/bt-block504980.json"
+export TRIESYNC_PEER_BT=$started_url
+
+# Hostile peers serving the same state: each still delivers some good data.
+hostile=()
+start_peer corrupt --state "$states/mainnet-genesis.json" --fault-seed 1 --corrupt 0.2 --unrequested 0.5 --extra 2
+hostile+=("$started_url")
+start_peer flaky --state "$states/mainnet-genesis.json" --fault-seed 2 --omit 0.3 --error500 0.2 --html-error 0.2 --garbage 0.1
+hostile+=("$started_url")
+start_peer stalling --state "$states/mainnet-genesis.json" --fault-seed 3 --stall 0.2 --close 0.2 --delay-ms 50 --stall-max-ms 5000
+hostile+=("$started_url")
+export TRIESYNC_PEER_HOSTILE=$(IFS=,; echo "${hostile[*]}")
+
+# Peers that never deliver a usable blob.
+useless=()
+start_peer allcorrupt --state "$states/mainnet-genesis.json" --fault-seed 4 --corrupt 1.0
+useless+=("$started_url")
+start_peer garbage --state "$states/mainnet-genesis.json" --fault-seed 5 --garbage 1.0
+useless+=("$started_url")
+start_peer silent --state "$states/mainnet-genesis.json" --fault-seed 6 --stall 1.0 --stall-max-ms 5000
+useless+=("$started_url")
+start_peer empty --state "$states/mainnet-genesis.json" --fault-seed 7 --omit 1.0
+useless+=("$started_url")
+export TRIESYNC_PEER_USELESS=$(IFS=,; echo "${useless[*]}")
+
+echo "running the browser tests (headless Chromium)"
+export CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
+export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-300}
+wasm-pack test --headless --chrome crate "$@"
