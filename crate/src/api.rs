@@ -214,6 +214,8 @@ impl SyncInner {
         let syncer = self.syncer.borrow_mut().take().ok_or(Error::AlreadyStarted)?;
         self.listen_for_abort();
         let result = async {
+            // One writer per database, across tabs and workers.
+            let _lock = crate::lock::acquire(&self.database).await.map_err(SyncError::Store)?;
             let store = IdbStore::open(&self.database).await.map_err(SyncError::Store)?;
             let mut on_progress = |p: &Progress| self.progress(p);
             syncer.run(&store, &BrowserClock, &mut on_progress).await

@@ -4,8 +4,8 @@
 //!
 //! The engine is `triesync-core`; this crate adds what only a browser has, one concern per
 //! module: the IndexedDB [`idb_store`], the [`transport`]s, the [`clock`], the JavaScript
-//! API ([`api`]), JS↔Rust conversion ([`interop`]) and errors as JS `Error`s with a
-//! machine-readable `code` ([`error`]).
+//! API ([`api`]), JS↔Rust conversion ([`interop`]), one writer per database ([`lock`]) and
+//! errors as JS `Error`s with a machine-readable `code` ([`error`]).
 //!
 //! Nothing here touches `window`: the global scope is used generically, so the same module
 //! runs on a page and in a Web Worker.
@@ -16,6 +16,7 @@ pub mod clock;
 pub mod error;
 pub mod idb_store;
 pub mod interop;
+pub mod lock;
 pub mod transport;
 
 pub use api::{StateDb, StateSync};

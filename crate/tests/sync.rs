@@ -387,3 +387,23 @@ async fn throwing_progress_callback_is_contained() {
     assert_eq!(field(&sync.progress(), "complete"), JsValue::TRUE);
     delete_db(name).await;
 }
+
+/// Two syncs into one database at once: the second fails with LOCKED and the first
+/// completes; once it finished, the database can be synced into again.
+#[wasm_bindgen_test]
+async fn one_writer_per_database() {
+    let fx = Fixture::load(GENESIS_JSON);
+    let name = "ts-locked";
+    delete_db(name).await;
+    let first = StateSync::new(options(&fx.root, vec![genesis_peer().into()], name, &[])).unwrap();
+    let second = StateSync::new(options(&fx.root, vec![genesis_peer().into()], name, &[])).unwrap();
+    let (a, b) = (first.run(), second.run());
+    assert_eq!(code(&wait(b).await.unwrap_err()), "LOCKED");
+    let report = wait(a).await.unwrap();
+    assert_eq!(field(&report, "complete"), JsValue::TRUE);
+    // Another database is not locked by this one, and the lock is released after a run.
+    let again = run(options(&fx.root, vec![genesis_peer().into()], name, &[])).await.unwrap();
+    assert_eq!(field(&again, "complete"), JsValue::TRUE);
+    assert_eq!(num(&again, "nodes"), 0.0, "already complete: nothing to write");
+    delete_db(name).await;
+}
