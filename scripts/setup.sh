@@ -34,8 +34,13 @@ if need node || need npm; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm
 fi
 
-if [ -f package-lock.json ] && [ ! -d node_modules ]; then
-  npm ci --no-audit --no-fund
+# The JavaScript tools (webpack, binaryen's wasm-opt, playwright-core driving Debian's
+# Chromium; never a downloaded browser): installed again when package-lock.json is newer
+# than the last install.
+if [ -f package-lock.json ]; then
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --no-audit --no-fund
+  fi
 elif [ -f package.json ] && [ ! -d node_modules ]; then
   npm install --no-audit --no-fund
 fi

@@ -1,0 +1,226 @@
+// End-to-end tests of the demo page (dist/, built by `npm run build`) in headless Chromium
+// against the real reference peer serving fixtures/mainnet-genesis.json on 127.0.0.1.
+//
+//   node --test tests/e2e/
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import {
+  ROOT_DIR, ensureArtifacts, launchBrowser, loadFixture, startPeer, startStatic, until,
+} from './helpers.mjs';
+
+const DIST = path.join(ROOT_DIR, 'dist');
+const fixture = loadFixture();
+// The largest genesis allocation (a fractional ETH amount) and one ordinary account.
+const RICH = '0x5abfec25f74cd88437631a7731906932776356f9';
+const PRESALE = '0x000d836201318ec6899a67540690382780743280';
+
+let web;
+
+before(async () => {
+  assert.ok(fs.existsSync(path.join(DIST, 'index.html')), 'dist/ is missing: npm run build');
+  web = await startStatic(DIST);
+});
+
+after(async () => {
+  await web?.close();
+});
+
+function pageUrl(peers, database = 'e2e') {
+  const q = new URLSearchParams();
+  for (const p of peers) q.append('peer', p);
+  q.set('database', database);
+  return `${web.url}?${q}`;
+}
+
+const phase = (page) => page.evaluate(() => window.triesyncDemo.phase);
+
+async function waitReady(page) {
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 30000 });
+}
+
+async function waitPhase(page, wanted, timeout = 60000) {
+  await page.waitForFunction(
+    (w) => w.includes(window.triesyncDemo.phase) || window.triesyncDemo.phase === 'error',
+    wanted,
+    { timeout },
+  );
+  const p = await phase(page);
+  if (!wanted.includes(p)) {
+    const err = await page.textContent('#error');
+    throw new Error(`the page stopped in phase ${p}: ${err}`);
+  }
+}
+
+test('the demo syncs mainnet genesis over HTTP and WebSocket, verifies the root and answers lookups offline', async (t) => {
+  const peer = await startPeer();
+  const b = await launchBrowser();
+  t.after(async () => {
+    await b.close();
+    await peer.stop();
+  });
+  const { page } = b;
+  await page.goto(pageUrl([peer.url, peer.wsUrl]));
+  await waitReady(page);
+
+  // The root field is prefilled from the peer's /v1/info, and says so.
+  assert.equal(await page.inputValue('#root'), fixture.root);
+  assert.match(await page.textContent('#info-note'), /prefilled from the peer/i);
+
+  await page.click('#start');
+  await waitPhase(page, ['complete']);
+
+  const { report, verify } = await page.evaluate(() => ({
+    report: window.triesyncDemo.reports.at(-1),
+    verify: window.triesyncDemo.verify,
+  }));
+  assert.equal(report.root, fixture.root);
+  assert.equal(report.complete, true);
+  assert.equal(report.nodes, fixture.nodes, 'a fresh database fetches every node once');
+  assert.equal(report.rejected, 0);
+  assert.equal(report.peers.length, 2);
+  for (const p of report.peers) {
+    assert.ok(p.items > 0, `peer ${p.id} delivered nothing`);
+    assert.equal(p.dropped, null);
+  }
+  assert.equal(verify.complete, true);
+  assert.equal(verify.nodes, fixture.nodes);
+  assert.equal(verify.missingCount, 0);
+
+  // What the page shows.
+  assert.match(await page.textContent('#verified'), /Root verified/);
+  assert.equal(await page.getAttribute('#verified', 'data-root'), fixture.root);
+  assert.equal(await page.textContent('#pct'), '100%');
+  assert.equal(await page.textContent('#stat-nodes'), fixture.nodes.toLocaleString('en-US'));
+  assert.equal(await page.textContent('#status-badge'), 'Complete');
+  assert.equal(await page.locator('#peers-body tr').count(), 2);
+
+  // Lookups come from IndexedDB alone: stop the peer first.
+  await peer.stop();
+  const requests = [];
+  b.context.on('request', (r) => requests.push(r.url()));
+
+  const wei = BigInt(fixture.alloc[RICH].balance);
+  await page.fill('#address', RICH);
+  await page.click('#lookup');
+  await page.waitForSelector('#account:not([hidden])', { timeout: 10000 });
+  assert.equal(await page.textContent('#acct-wei'), `${wei.toLocaleString('en-US')} wei`);
+  assert.equal(await page.textContent('#acct-eth'), '11,901,484.23948 ETH');
+  assert.equal(await page.textContent('#acct-nonce'), '0');
+  assert.equal(await page.textContent('#acct-code'), '0 bytes (no code)');
+  assert.equal(await page.evaluate(() => window.triesyncDemo.lastAccount.balance), wei.toString());
+
+  await page.click('#read-slot');
+  await page.waitForSelector('#slot-value:not([hidden])', { timeout: 10000 });
+  assert.equal(await page.textContent('#slot-word'), `0x${'0'.repeat(64)}`);
+
+  // A second account, typed in mixed case.
+  await page.fill('#address', PRESALE.toUpperCase().replace('0X', '0x'));
+  await page.click('#lookup');
+  await until(async () => (await page.textContent('#acct-wei')) === `${BigInt(fixture.alloc[PRESALE].balance).toLocaleString('en-US')} wei`, {
+    what: 'the second account',
+    timeoutMs: 10000,
+  });
+
+  // An address that is not in the state is proven absent.
+  await page.fill('#address', '0x0000000000000000000000000000000000000001');
+  await page.click('#lookup');
+  await until(async () => /proves it absent/.test((await page.textContent('#account-note')) ?? ''), {
+    what: 'the absent account',
+    timeoutMs: 10000,
+  });
+  assert.deepEqual(requests.filter((u) => !u.startsWith(web.url)), [], 'lookups made network requests');
+
+  // The screenshot of the finished page, with the rich account shown.
+  await page.fill('#address', RICH);
+  await page.click('#lookup');
+  await page.waitForSelector('#account:not([hidden])');
+  await page.click('#read-slot');
+  await page.waitForSelector('#slot-value:not([hidden])');
+  const shot = path.join(ensureArtifacts(), 'demo-finished.png');
+  await page.screenshot({ path: shot, fullPage: true });
+  assert.ok(fs.statSync(shot).size > 10000);
+  assert.deepEqual(b.logs.filter((l) => /error/i.test(l)), [], 'console errors');
+});
+
+test('a reload mid-sync resumes, pause survives a reload, and only the missing nodes are fetched', async (t) => {
+  // A slow peer (every answer delayed) so that the sync is still running when we reload.
+  const peer = await startPeer(['--delay-ms', '250']);
+  const b = await launchBrowser();
+  t.after(async () => {
+    await b.close();
+    await peer.stop();
+  });
+  const { page } = b;
+  await page.goto(pageUrl([peer.url], 'e2e-resume'));
+  await waitReady(page);
+  await page.click('#start');
+  await waitPhase(page, ['syncing']);
+
+  // Reload once a few thousand nodes are stored.
+  await page.waitForFunction(() => (window.triesyncDemo.progress?.nodes ?? 0) >= 2000, null, { timeout: 60000 });
+  const firstRun = await page.evaluate(() => window.triesyncDemo.progress);
+  assert.equal(firstRun.complete, false, 'the sync finished before the reload: slow the peer down');
+  await page.screenshot({ path: path.join(ensureArtifacts(), 'demo-syncing.png'), fullPage: true });
+  await page.reload();
+  await waitReady(page);
+
+  // The page carries on by itself, starting from what the database holds.
+  await waitPhase(page, ['syncing', 'complete']);
+  const second = await page.evaluate(() => ({ base: window.triesyncDemo.base, resumed: window.triesyncDemo.resumed }));
+  assert.equal(second.resumed, true);
+  assert.ok(second.base.nodes >= firstRun.nodes, `resumed from ${second.base.nodes} stored nodes, first run had ${firstRun.nodes}`);
+  assert.match(await page.textContent('#notice'), /reloaded during a sync: resuming/);
+
+  // Pause it, reload, and resume by hand.
+  await page.waitForFunction((n) => (window.triesyncDemo.progress?.nodes ?? 0) >= 1000 || window.triesyncDemo.phase === 'complete', second.base.nodes, { timeout: 60000 });
+  assert.equal(await phase(page), 'syncing', 'the sync finished before the pause: slow the peer down');
+  await page.click('#pause');
+  await waitPhase(page, ['paused']);
+  const stop = await page.evaluate(() => window.triesyncDemo.stops.at(-1));
+  assert.equal(stop.error.code, 'CANCELLED');
+  await page.reload();
+  await waitReady(page);
+  assert.equal(await phase(page), 'paused');
+  assert.equal(await page.textContent('#start'), 'Resume sync');
+  await page.click('#start');
+  await waitPhase(page, ['complete'], 90000);
+
+  const last = await page.evaluate(() => ({ base: window.triesyncDemo.base, report: window.triesyncDemo.reports.at(-1), verify: window.triesyncDemo.verify }));
+  assert.ok(last.base.nodes > second.base.nodes, 'the paused run committed nothing');
+  assert.ok(last.report.nodes < fixture.nodes, `the last run fetched ${last.report.nodes} nodes, not fewer than all ${fixture.nodes}`);
+  assert.ok(last.report.nodes > 0);
+  assert.equal(last.base.nodes + last.report.nodes, fixture.nodes, 'no node was written twice');
+  assert.equal(last.verify.complete, true);
+  assert.equal(last.verify.nodes, fixture.nodes);
+  assert.match(await page.textContent('#verified'), /Root verified/);
+});
+
+test('errors are shown clearly: a peer that is down, a malformed root', async (t) => {
+  const peer = await startPeer();
+  const deadUrl = peer.url;
+  await peer.stop(); // nothing listens there any more
+  const b = await launchBrowser();
+  t.after(() => b.close());
+  const { page } = b;
+  await page.goto(pageUrl([deadUrl], 'e2e-errors'));
+  await waitReady(page);
+  // The root could not be prefilled, and the page says why.
+  assert.match(await page.textContent('#info-note'), /Could not read .*\/v1\/info/);
+
+  await page.fill('#root', '0x1234');
+  await page.click('#start');
+  await until(async () => !(await page.isHidden('#error')), { what: 'the root error', timeoutMs: 5000 });
+  assert.match(await page.textContent('#error'), /64 hex digits/);
+
+  await page.fill('#root', fixture.root);
+  await page.click('#start');
+  await waitPhase(page, ['error'], 90000).catch(() => {});
+  assert.equal(await phase(page), 'error');
+  const text = await page.textContent('#error');
+  assert.match(text, /NO_PEERS|UNAVAILABLE/);
+  assert.match(text, /Is the peer running|do not have/);
+  await page.screenshot({ path: path.join(ensureArtifacts(), 'demo-error.png'), fullPage: true });
+});
