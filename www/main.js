@@ -156,6 +156,7 @@ function showNotice(msg) {
 }
 
 function humanError(err) {
+  if (err.code === 'MISSING') return 'this part of the state is not in the local database yet.';
   const m = String(err.message ?? err).replace(/^invalid argument: /, '');
   return m.charAt(0).toUpperCase() + m.slice(1);
 }
@@ -163,7 +164,7 @@ function humanError(err) {
 function hintFor(err) {
   switch (err.code) {
     case 'NO_PEERS':
-      return 'No peer answered usefully. Is the peer running (scripts/demo.sh starts one) and is its URL right?';
+      return 'Every peer was dropped: the peer table below says why for each. An unreachable peer: is it running (scripts/demo.sh starts one) and is its URL right?';
     case 'UNAVAILABLE':
       return 'The peers do not have some nodes of this root. Check the root, or add a peer that serves this state.';
     case 'INVALID_ARGUMENT':
@@ -617,6 +618,7 @@ async function boot() {
   }
   if (!peers.length) peers = [DEFAULT_PEER];
   el.peers.value = peers.join('\n');
+  el.peers.rows = Math.min(Math.max(peers.length, 2), 6);
   if (params.get('database')) el.database.value = params.get('database');
   else if (memory.database) el.database.value = memory.database;
   if (memory.root) el.root.value = memory.root;

@@ -69,8 +69,17 @@ test('the demo syncs mainnet genesis over HTTP and WebSocket, verifies the root 
   assert.equal(await page.inputValue('#root'), fixture.root);
   assert.match(await page.textContent('#info-note'), /prefilled from the peer/i);
 
+  // The page must stay responsive: the sync runs in a worker, so no long main-thread task.
+  await page.evaluate(() => {
+    window.longTasks = [];
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) window.longTasks.push(e.duration);
+    }).observe({ type: 'longtask' });
+  });
   await page.click('#start');
   await waitPhase(page, ['complete']);
+  const longest = await page.evaluate(() => Math.max(0, ...window.longTasks));
+  assert.ok(longest < 400, `the page was blocked for ${longest} ms during the sync`);
 
   const { report, verify } = await page.evaluate(() => ({
     report: window.triesyncDemo.reports.at(-1),
