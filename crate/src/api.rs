@@ -91,6 +91,8 @@ export interface Progress {
   rejected: number;
   unrequested: number;
   batches: number;
+  /** Items taken from verified data kept by an earlier stop instead of being fetched. */
+  reused: number;
   elapsedMs: number;
   seconds: number;
   timings: { processMs: number; commitMs: number; checkMs: number; waitMs: number };
@@ -148,7 +150,7 @@ export interface SyncMeta {
 }
 "#;
 
-#[wasm_bindgen(start)]
+#[wasm_bindgen(start, skip_typescript)]
 fn start() {
     console_error_panic_hook::set_once();
 }

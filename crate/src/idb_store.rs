@@ -19,6 +19,7 @@ use futures::channel::oneshot;
 use idb::{DatabaseEvent, Factory, ObjectStoreParams};
 use js_sys::{Object, Reflect, Uint8Array};
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 use triesync_core::store::{Batch, ItemKey, Kind, Store, StoreError, SyncMeta};
 use triesync_core::H256;
@@ -133,6 +134,34 @@ pub struct IdbStore {
     _on_version_change: Closure<dyn FnMut(Event)>,
     /// Test hook: abort the next write's transaction after issuing its puts.
     abort_next_write: Cell<bool>,
+    /// Recently read items. Safe to keep: an item's bytes never change for its key.
+    cache: RefCell<ReadCache>,
+}
+
+/// A small bounded cache of items read by `get_many`: lookups walk from the root, so the
+/// top levels of a trie are read by every one of them. Cleared whole when full.
+#[derive(Debug, Default)]
+struct ReadCache {
+    items: HashMap<ItemKey, Vec<u8>>,
+    bytes: usize,
+}
+
+/// Bytes the read cache holds at most.
+const READ_CACHE_BYTES: usize = 4 * 1024 * 1024;
+
+impl ReadCache {
+    fn insert(&mut self, key: ItemKey, data: &[u8]) {
+        if data.len() > READ_CACHE_BYTES / 16 {
+            return;
+        }
+        if self.bytes + data.len() > READ_CACHE_BYTES {
+            self.items.clear();
+            self.bytes = 0;
+        }
+        if self.items.insert(key, data.to_vec()).is_none() {
+            self.bytes += data.len();
+        }
+    }
 }
 
 impl IdbStore {
@@ -165,6 +194,7 @@ impl IdbStore {
             name: name.to_string(),
             _on_version_change: on_version_change,
             abort_next_write: Cell::new(false),
+            cache: RefCell::new(ReadCache::default()),
         })
     }
 
@@ -301,11 +331,27 @@ impl Store for IdbStore {
     }
 
     async fn get_many(&self, keys: &[ItemKey]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let found = self.read_many(keys, false).await?;
-        Ok(found
-            .into_iter()
-            .map(|v| (!v.is_undefined() && !v.is_null()).then(|| Uint8Array::new(&v).to_vec()))
-            .collect())
+        let mut out: Vec<Option<Vec<u8>>> = {
+            let cache = self.cache.borrow();
+            keys.iter().map(|k| cache.items.get(k).cloned()).collect()
+        };
+        let missing: Vec<ItemKey> =
+            keys.iter().zip(&out).filter(|(_, v)| v.is_none()).map(|(k, _)| *k).collect();
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let found = self.read_many(&missing, false).await?;
+        let mut found = missing.iter().zip(found);
+        let mut cache = self.cache.borrow_mut();
+        for slot in out.iter_mut().filter(|v| v.is_none()) {
+            let (key, v) = found.next().expect("one result per missing key");
+            if !v.is_undefined() && !v.is_null() {
+                let data = Uint8Array::new(&v).to_vec();
+                cache.insert(*key, &data);
+                *slot = Some(data);
+            }
+        }
+        Ok(out)
     }
 
     async fn write(&self, batch: &Batch, meta: &SyncMeta) -> Result<(), StoreError> {

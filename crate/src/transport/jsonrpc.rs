@@ -43,9 +43,11 @@ impl Peer for JsonRpcPeer {
         let body = wire::encode_rpc_batch(&calls).into_bytes();
         let asked = keys.len();
         let endpoint = self.endpoint.clone();
-        // Hex doubles the bytes: let the cap apply to the decoded size.
+        // Hex doubles the bytes and each call's JSON envelope adds ~60: the cap applies to
+        // the decoded size.
         let mut options = self.options;
-        options.max_response_bytes = options.max_response_bytes.saturating_mul(2).saturating_add(64 * 1024);
+        options.max_response_bytes =
+            options.max_response_bytes.saturating_mul(2).saturating_add(128 * keys.len() + 1024);
         async move {
             let answer = post(&endpoint, &body, Some("application/json"), options).await?;
             decode_batch(&answer, asked)
