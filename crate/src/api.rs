@@ -213,12 +213,20 @@ impl SyncInner {
     }
 
     async fn run(self: Rc<Self>) -> JsResult<JsValue> {
-        let syncer = self.syncer.borrow_mut().take().ok_or(Error::AlreadyStarted)?;
+        let syncer = self
+            .syncer
+            .borrow_mut()
+            .take()
+            .ok_or(Error::AlreadyStarted)?;
         self.listen_for_abort();
         let result = async {
             // One writer per database, across tabs and workers.
-            let _lock = crate::lock::acquire(&self.database).await.map_err(SyncError::Store)?;
-            let store = IdbStore::open(&self.database).await.map_err(SyncError::Store)?;
+            let _lock = crate::lock::acquire(&self.database)
+                .await
+                .map_err(SyncError::Store)?;
+            let store = IdbStore::open(&self.database)
+                .await
+                .map_err(SyncError::Store)?;
             let mut on_progress = |p: &Progress| self.progress(p);
             syncer.run(&store, &BrowserClock, &mut on_progress).await
         }
@@ -254,7 +262,9 @@ pub struct StateSync {
 
 impl std::fmt::Debug for StateSync {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StateSync").field("database", &self.inner.database).finish()
+        f.debug_struct("StateSync")
+            .field("database", &self.inner.database)
+            .finish()
     }
 }
 
@@ -292,7 +302,9 @@ fn config_from(options: &JsValue) -> Result<(SyncConfig, TransportOptions), Erro
 impl StateSync {
     /// Validates the options and prepares the sync; nothing is fetched before `run()`.
     #[wasm_bindgen(constructor)]
-    pub fn new(#[wasm_bindgen(unchecked_param_type = "StateSyncOptions")] options: JsValue) -> JsResult<StateSync> {
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "StateSyncOptions")] options: JsValue,
+    ) -> JsResult<StateSync> {
         if !options.is_object() {
             return Err(Error::invalid("options must be an object").into());
         }
@@ -306,13 +318,20 @@ impl StateSync {
         let mut callbacks = Vec::new();
         let cb = get(&options, "onProgress");
         if !cb.is_undefined() && !cb.is_null() {
-            callbacks.push(cb.dyn_into::<Function>().map_err(|_| Error::invalid("onProgress must be a function"))?);
+            callbacks.push(
+                cb.dyn_into::<Function>()
+                    .map_err(|_| Error::invalid("onProgress must be a function"))?,
+            );
         }
         let signal = get(&options, "signal");
         let signal = if signal.is_undefined() || signal.is_null() {
             None
         } else {
-            Some(signal.dyn_into::<AbortSignal>().map_err(|_| Error::invalid("signal must be an AbortSignal"))?)
+            Some(
+                signal
+                    .dyn_into::<AbortSignal>()
+                    .map_err(|_| Error::invalid("signal must be an AbortSignal"))?,
+            )
         };
         let (syncer, handle) = Syncer::new(root, config);
         let inner = Rc::new(SyncInner {
@@ -356,7 +375,10 @@ impl StateSync {
 
     /// Adds a peer, before or during the run.
     #[wasm_bindgen(js_name = addPeer)]
-    pub fn add_peer(&self, #[wasm_bindgen(unchecked_param_type = "PeerLike")] peer: JsValue) -> JsResult<()> {
+    pub fn add_peer(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "PeerLike")] peer: JsValue,
+    ) -> JsResult<()> {
         let spec = parse_peer(&peer)?;
         self.inner.add_peer(&spec);
         Ok(())
@@ -384,7 +406,12 @@ impl StateSync {
     /// The last progress record (or the final report), if any.
     #[wasm_bindgen(getter, unchecked_return_type = "Progress | undefined")]
     pub fn progress(&self) -> JsValue {
-        self.inner.last.borrow().as_ref().map(progress_to_js).unwrap_or(JsValue::UNDEFINED)
+        self.inner
+            .last
+            .borrow()
+            .as_ref()
+            .map(progress_to_js)
+            .unwrap_or(JsValue::UNDEFINED)
     }
 }
 
@@ -412,13 +439,17 @@ impl StateDb {
     /// Opens (or creates) the database.
     pub async fn open(database: String) -> JsResult<StateDb> {
         let store = IdbStore::open(&database).await.map_err(Error::Store)?;
-        Ok(StateDb { store: Rc::new(store) })
+        Ok(StateDb {
+            store: Rc::new(store),
+        })
     }
 
     /// Deletes a database (its open connections close themselves first).
     #[wasm_bindgen(js_name = deleteDatabase)]
     pub async fn delete_database(database: String) -> JsResult<()> {
-        IdbStore::delete(&database).await.map_err(|e| Error::Store(e).into())
+        IdbStore::delete(&database)
+            .await
+            .map_err(|e| Error::Store(e).into())
     }
 
     /// The account at `address` in the state of `root`, or null when the trie proves it
@@ -454,7 +485,9 @@ impl StateDb {
         promise(async move {
             let (root, address) = (parse_h256(&root, "root")?, parse_address(&address)?);
             let code = walk::code(&*store, root, &address).await?;
-            Ok(code.map(|c| Uint8Array::from(&c[..]).into()).unwrap_or(JsValue::NULL))
+            Ok(code
+                .map(|c| Uint8Array::from(&c[..]).into())
+                .unwrap_or(JsValue::NULL))
         })
     }
 
@@ -488,7 +521,9 @@ impl StateDb {
         promise(async move {
             let nodes = store.count(Kind::Node).await?;
             let codes = store.count(Kind::Code).await?;
-            Ok(to_js(&serde_json::json!({ "nodes": nodes, "codes": codes })))
+            Ok(to_js(
+                &serde_json::json!({ "nodes": nodes, "codes": codes }),
+            ))
         })
     }
 

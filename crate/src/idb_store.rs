@@ -173,8 +173,9 @@ impl IdbStore {
 
     /// Opens database `name` in `factory` (a storage bucket's `indexedDB`, ...).
     pub async fn open_in(factory: Factory, name: &str) -> Result<IdbStore, StoreError> {
-        let mut request =
-            factory.open(name, Some(SCHEMA_VERSION)).map_err(|e| idb_error("open", e))?;
+        let mut request = factory
+            .open(name, Some(SCHEMA_VERSION))
+            .map_err(|e| idb_error("open", e))?;
         request.on_upgrade_needed(|event| {
             let Ok(db) = event.database() else { return };
             let existing = db.store_names();
@@ -222,7 +223,11 @@ impl IdbStore {
         self.abort_next_write.set(true);
     }
 
-    fn transaction(&self, stores: &[&str], mode: IdbTransactionMode) -> Result<IdbTransaction, StoreError> {
+    fn transaction(
+        &self,
+        stores: &[&str],
+        mode: IdbTransactionMode,
+    ) -> Result<IdbTransaction, StoreError> {
         let names: js_sys::Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
         self.db
             .transaction_with_str_sequence_and_mode(&names, mode)
@@ -230,7 +235,8 @@ impl IdbStore {
     }
 
     fn object_store(tx: &IdbTransaction, name: &str) -> Result<IdbObjectStore, StoreError> {
-        tx.object_store(name).map_err(|e| js_error_to_store("object store", &e))
+        tx.object_store(name)
+            .map_err(|e| js_error_to_store("object store", &e))
     }
 
     /// Number of records of `kind`.
@@ -256,7 +262,11 @@ impl IdbStore {
 
     /// Issues one read per key in a single readonly transaction (`key_only`: keys, not
     /// values) and returns the results once it completed.
-    async fn read_many(&self, keys: &[ItemKey], key_only: bool) -> Result<Vec<JsValue>, StoreError> {
+    async fn read_many(
+        &self,
+        keys: &[ItemKey],
+        key_only: bool,
+    ) -> Result<Vec<JsValue>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -265,9 +275,17 @@ impl IdbStore {
         let code = Self::object_store(&tx, CODE)?;
         let mut requests: Vec<IdbRequest> = Vec::with_capacity(keys.len());
         for key in keys {
-            let store = if key.kind == Kind::Node { &nodes } else { &code };
+            let store = if key.kind == Kind::Node {
+                &nodes
+            } else {
+                &code
+            };
             let k = key_js(&key.hash);
-            let issued = if key_only { store.get_key(&k) } else { store.get(&k) };
+            let issued = if key_only {
+                store.get_key(&k)
+            } else {
+                store.get(&k)
+            };
             match issued {
                 Ok(req) => requests.push(req),
                 Err(e) => {
@@ -335,8 +353,12 @@ impl Store for IdbStore {
             let cache = self.cache.borrow();
             keys.iter().map(|k| cache.items.get(k).cloned()).collect()
         };
-        let missing: Vec<ItemKey> =
-            keys.iter().zip(&out).filter(|(_, v)| v.is_none()).map(|(k, _)| *k).collect();
+        let missing: Vec<ItemKey> = keys
+            .iter()
+            .zip(&out)
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| *k)
+            .collect();
         if missing.is_empty() {
             return Ok(out);
         }
@@ -360,7 +382,11 @@ impl Store for IdbStore {
             let nodes = Self::object_store(&tx, NODES)?;
             let code = Self::object_store(&tx, CODE)?;
             for (key, data) in &batch.items {
-                let store = if key.kind == Kind::Node { &nodes } else { &code };
+                let store = if key.kind == Kind::Node {
+                    &nodes
+                } else {
+                    &code
+                };
                 // The request needs no handler: a failed put aborts the transaction,
                 // which the wait below reports.
                 store
@@ -372,8 +398,10 @@ impl Store for IdbStore {
                 .put_with_key(&meta_to_js(meta), &JsValue::from_str(META_KEY))
                 .map_err(|e| js_error_to_store("put meta", &e))?;
             if let Some(frontier) = &batch.frontier {
-                let blobs: js_sys::Array =
-                    frontier.iter().map(|b| JsValue::from(Uint8Array::from(&b[..]))).collect();
+                let blobs: js_sys::Array = frontier
+                    .iter()
+                    .map(|b| JsValue::from(Uint8Array::from(&b[..])))
+                    .collect();
                 meta_store
                     .put_with_key(&blobs, &JsValue::from_str(FRONTIER_KEY))
                     .map_err(|e| js_error_to_store("put frontier", &e))?;
@@ -403,6 +431,9 @@ impl Store for IdbStore {
         if !js_sys::Array::is_array(&v) {
             return Ok(Vec::new());
         }
-        Ok(js_sys::Array::from(&v).iter().map(|b| Uint8Array::new(&b).to_vec()).collect())
+        Ok(js_sys::Array::from(&v)
+            .iter()
+            .map(|b| Uint8Array::new(&b).to_vec())
+            .collect())
     }
 }

@@ -11,7 +11,8 @@ use wasm_bindgen::{JsCast, JsValue};
 
 /// Parses a `0x`-prefixed (or bare) 32-byte hash.
 pub fn parse_h256(s: &str, what: &str) -> Result<H256, Error> {
-    H256::from_hex(s.trim()).map_err(|_| Error::invalid(format!("{what} must be 32 bytes of hex, got {s:?}")))
+    H256::from_hex(s.trim())
+        .map_err(|_| Error::invalid(format!("{what} must be 32 bytes of hex, got {s:?}")))
 }
 
 /// Parses a 20-byte address in hex (any letter case; checksums are not checked).
@@ -28,14 +29,18 @@ pub fn parse_address(s: &str) -> Result<[u8; 20], Error> {
 pub fn parse_slot(s: &str) -> Result<[u8; 32], Error> {
     let t = s.trim();
     if !t.starts_with("0x") || t.len() < 3 {
-        return Err(Error::invalid(format!("slot must be 0x-prefixed hex, got {s:?}")));
+        return Err(Error::invalid(format!(
+            "slot must be 0x-prefixed hex, got {s:?}"
+        )));
     }
-    hex_word(t, "slot").map_err(|_| Error::invalid(format!("slot must be at most 32 bytes of hex, got {s:?}")))
+    hex_word(t, "slot")
+        .map_err(|_| Error::invalid(format!("slot must be at most 32 bytes of hex, got {s:?}")))
 }
 
 /// A string argument, or an `INVALID_ARGUMENT` error naming it.
 pub fn as_string(v: &JsValue, what: &str) -> Result<String, Error> {
-    v.as_string().ok_or_else(|| Error::invalid(format!("{what} must be a string")))
+    v.as_string()
+        .ok_or_else(|| Error::invalid(format!("{what} must be a string")))
 }
 
 /// `obj[key]`, `undefined` when `obj` is not an object.
@@ -54,7 +59,9 @@ pub fn opt_number(obj: &JsValue, key: &str) -> Result<Option<f64>, Error> {
     }
     match v.as_f64() {
         Some(n) if n.is_finite() && n >= 0.0 => Ok(Some(n)),
-        _ => Err(Error::invalid(format!("option {key} must be a non-negative number"))),
+        _ => Err(Error::invalid(format!(
+            "option {key} must be a non-negative number"
+        ))),
     }
 }
 
@@ -71,12 +78,16 @@ pub fn parse_peer(v: &JsValue) -> Result<PeerSpec, Error> {
         } else {
             let name = as_string(&proto, "peer.protocol")?;
             Some(Protocol::from_name(&name).ok_or_else(|| {
-                Error::invalid(format!("peer.protocol must be 'http', 'ws' or 'jsonrpc', got {name:?}"))
+                Error::invalid(format!(
+                    "peer.protocol must be 'http', 'ws' or 'jsonrpc', got {name:?}"
+                ))
             })?)
         };
         return PeerSpec::from_url(&url, protocol);
     }
-    Err(Error::invalid("a peer is a URL string or { url, protocol }"))
+    Err(Error::invalid(
+        "a peer is a URL string or { url, protocol }",
+    ))
 }
 
 /// A list of peers (any iterable JS array).
@@ -87,7 +98,10 @@ pub fn parse_peers(v: &JsValue) -> Result<Vec<PeerSpec>, Error> {
     if !js_sys::Array::is_array(v) {
         return Err(Error::invalid("peers must be an array"));
     }
-    js_sys::Array::from(v).iter().map(|p| parse_peer(&p)).collect()
+    js_sys::Array::from(v)
+        .iter()
+        .map(|p| parse_peer(&p))
+        .collect()
 }
 
 /// Any serializable value as a plain JS value (maps as objects, 64-bit integers as
@@ -108,7 +122,11 @@ pub fn progress_to_js(p: &Progress) -> JsValue {
     let v = to_js(p);
     if let Some(obj) = v.dyn_ref::<Object>() {
         set(obj, "seconds", &JsValue::from_f64(p.elapsed_ms / 1000.0));
-        set(obj, "bytes", &JsValue::from_f64((p.node_bytes + p.code_bytes) as f64));
+        set(
+            obj,
+            "bytes",
+            &JsValue::from_f64((p.node_bytes + p.code_bytes) as f64),
+        );
     }
     v
 }
@@ -124,10 +142,16 @@ pub fn account_to_js(a: &Account) -> JsValue {
     set(&obj, "nonce", &JsValue::from_f64(a.nonce as f64));
     let hex = a.balance_hex();
     // BigInt("0x…") cannot fail on well-formed hex.
-    let big = js_sys::BigInt::new(&JsValue::from_str(&hex)).map(JsValue::from).unwrap_or(JsValue::NULL);
+    let big = js_sys::BigInt::new(&JsValue::from_str(&hex))
+        .map(JsValue::from)
+        .unwrap_or(JsValue::NULL);
     set(&obj, "balance", &big);
     set(&obj, "balanceHex", &JsValue::from_str(&hex));
-    set(&obj, "storageRoot", &JsValue::from_str(&a.storage_root.to_hex()));
+    set(
+        &obj,
+        "storageRoot",
+        &JsValue::from_str(&a.storage_root.to_hex()),
+    );
     set(&obj, "codeHash", &JsValue::from_str(&a.code_hash.to_hex()));
     obj.into()
 }

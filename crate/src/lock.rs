@@ -50,7 +50,9 @@ pub async fn acquire(database: &str) -> Result<Option<WriterLock>, StoreError> {
     let (tx, rx) = oneshot::channel::<Option<Function>>();
     let tx = Rc::new(RefCell::new(Some(tx)));
     let on_grant = Closure::once_into_js(move |lock: JsValue| -> JsValue {
-        let Some(tx) = tx.borrow_mut().take() else { return JsValue::UNDEFINED };
+        let Some(tx) = tx.borrow_mut().take() else {
+            return JsValue::UNDEFINED;
+        };
         if lock.is_null() {
             let _ = tx.send(None);
             return JsValue::UNDEFINED;
@@ -64,15 +66,24 @@ pub async fn acquire(database: &str) -> Result<Option<WriterLock>, StoreError> {
     let options = Object::new();
     let _ = Reflect::set(&options, &JsValue::from_str("ifAvailable"), &JsValue::TRUE);
     let outer: Promise = request
-        .call3(&locks, &JsValue::from_str(&lock_name(database)), &options, &on_grant)
+        .call3(
+            &locks,
+            &JsValue::from_str(&lock_name(database)),
+            &options,
+            &on_grant,
+        )
         .map_err(|e| StoreError::Backend(format!("navigator.locks.request: {e:?}")))?
         .unchecked_into();
     // The outer promise settles when the lock is released, or rejects if the request fails.
     match select(rx, JsFuture::from(outer)).await {
-        Either::Left((Ok(Some(release)), _)) => Ok(Some(WriterLock { release: Some(release) })),
+        Either::Left((Ok(Some(release)), _)) => Ok(Some(WriterLock {
+            release: Some(release),
+        })),
         Either::Left((Ok(None), _)) => Err(StoreError::Locked),
         Either::Left((Err(_), _)) => Err(StoreError::Backend("lock request dropped".into())),
-        Either::Right((Err(e), _)) => Err(StoreError::Backend(format!("navigator.locks.request: {e:?}"))),
+        Either::Right((Err(e), _)) => Err(StoreError::Backend(format!(
+            "navigator.locks.request: {e:?}"
+        ))),
         Either::Right((Ok(_), _)) => Err(StoreError::Backend("lock request ended early".into())),
     }
 }

@@ -28,7 +28,14 @@ fn batch_of(items: &[(ItemKey, Vec<u8>)]) -> Batch {
 }
 
 fn meta(nodes: u64) -> SyncMeta {
-    SyncMeta { root: keccak256(b"root"), complete: false, nodes, node_bytes: nodes * 10, codes: 1, code_bytes: 2 }
+    SyncMeta {
+        root: keccak256(b"root"),
+        complete: false,
+        nodes,
+        node_bytes: nodes * 10,
+        codes: 1,
+        code_bytes: 2,
+    }
 }
 
 async fn fresh(name: &str) -> IdbStore {
@@ -57,17 +64,31 @@ async fn test_write_roundtrip_by_kind() {
     }
     assert_eq!(store.get(code_key).await.unwrap(), Some(code.clone()));
     // Namespaces are apart: the code's hash as a node key is absent, and the reverse.
-    let probe = [ItemKey::node(code_key.hash), code_key, ItemKey::code(keys[0].hash), keys[0]];
-    assert_eq!(store.contains(&probe).await.unwrap(), vec![false, true, false, true]);
+    let probe = [
+        ItemKey::node(code_key.hash),
+        code_key,
+        ItemKey::code(keys[0].hash),
+        keys[0],
+    ];
+    assert_eq!(
+        store.contains(&probe).await.unwrap(),
+        vec![false, true, false, true]
+    );
     assert_eq!(store.count(Kind::Node).await.unwrap(), 500);
     assert_eq!(store.count(Kind::Code).await.unwrap(), 1);
     assert_eq!(store.meta().await.unwrap(), Some(meta(500)));
-    assert_eq!(store.get_many(&[]).await.unwrap(), Vec::<Option<Vec<u8>>>::new());
+    assert_eq!(
+        store.get_many(&[]).await.unwrap(),
+        Vec::<Option<Vec<u8>>>::new()
+    );
 
     // Data survives closing and reopening.
     drop(store);
     let store = IdbStore::open(name).await.unwrap();
-    assert_eq!(store.get(keys[7]).await.unwrap().as_deref(), Some(nodes[7].1.as_slice()));
+    assert_eq!(
+        store.get(keys[7]).await.unwrap().as_deref(),
+        Some(nodes[7].1.as_slice())
+    );
     assert_eq!(store.meta().await.unwrap(), Some(meta(500)));
     drop(store);
     IdbStore::delete(name).await.unwrap();
@@ -83,11 +104,21 @@ async fn test_aborted_write_writes_nothing() {
 
     let second: Vec<_> = (100..400).map(|i| item(i, 64)).collect();
     store.abort_next_write();
-    let err = store.write(&batch_of(&second), &meta(310)).await.unwrap_err();
+    let err = store
+        .write(&batch_of(&second), &meta(310))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Aborted(_)), "{err:?}");
     let keys: Vec<ItemKey> = second.iter().map(|(k, _)| *k).collect();
-    assert!(store.contains(&keys).await.unwrap().iter().all(|p| !p), "aborted items are absent");
-    assert_eq!(store.meta().await.unwrap(), Some(meta(10)), "meta is the last committed one");
+    assert!(
+        store.contains(&keys).await.unwrap().iter().all(|p| !p),
+        "aborted items are absent"
+    );
+    assert_eq!(
+        store.meta().await.unwrap(),
+        Some(meta(10)),
+        "meta is the last committed one"
+    );
     assert_eq!(store.count(Kind::Node).await.unwrap(), 10);
 
     // The store is still usable afterwards.
@@ -105,9 +136,19 @@ async fn test_frontier_saved_with_batch() {
     let mut b = batch_of(&[item(1, 50)]);
     b.frontier = Some(vec![vec![1, 2, 3], vec![4; 100]]);
     store.write(&b, &meta(1)).await.unwrap();
-    assert_eq!(store.frontier().await.unwrap(), vec![vec![1, 2, 3], vec![4; 100]]);
-    store.write(&batch_of(&[item(2, 50)]), &meta(2)).await.unwrap();
-    assert_eq!(store.frontier().await.unwrap().len(), 2, "kept when not replaced");
+    assert_eq!(
+        store.frontier().await.unwrap(),
+        vec![vec![1, 2, 3], vec![4; 100]]
+    );
+    store
+        .write(&batch_of(&[item(2, 50)]), &meta(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.frontier().await.unwrap().len(),
+        2,
+        "kept when not replaced"
+    );
     let mut b = batch_of(&[]);
     b.frontier = Some(Vec::new());
     store.write(&b, &meta(2)).await.unwrap();
@@ -121,7 +162,10 @@ async fn test_frontier_saved_with_batch() {
 async fn test_delete_while_open_closes_connection() {
     let name = "ts-idb-delete-open";
     let store = fresh(name).await;
-    store.write(&batch_of(&[item(1, 50)]), &meta(1)).await.unwrap();
+    store
+        .write(&batch_of(&[item(1, 50)]), &meta(1))
+        .await
+        .unwrap();
     IdbStore::delete(name).await.unwrap();
     let reopened = IdbStore::open(name).await.unwrap();
     assert_eq!(reopened.meta().await.unwrap(), None);
@@ -136,14 +180,26 @@ async fn test_delete_while_open_closes_connection() {
 async fn test_quota_exceeded_is_typed() {
     let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).unwrap();
     let buckets = Reflect::get(&navigator, &"storageBuckets".into()).unwrap();
-    assert!(!buckets.is_undefined(), "this Chromium has navigator.storageBuckets");
-    let open: js_sys::Function = Reflect::get(&buckets, &"open".into()).unwrap().unchecked_into();
+    assert!(
+        !buckets.is_undefined(),
+        "this Chromium has navigator.storageBuckets"
+    );
+    let open: js_sys::Function = Reflect::get(&buckets, &"open".into())
+        .unwrap()
+        .unchecked_into();
     let opts = js_sys::Object::new();
     Reflect::set(&opts, &"quota".into(), &JsValue::from_f64(1_000_000.0)).unwrap();
-    let promise: js_sys::Promise = open.call2(&buckets, &"ts-quota".into(), &opts).unwrap().unchecked_into();
+    let promise: js_sys::Promise = open
+        .call2(&buckets, &"ts-quota".into(), &opts)
+        .unwrap()
+        .unchecked_into();
     let bucket = JsFuture::from(promise).await.unwrap();
-    let factory: web_sys::IdbFactory = Reflect::get(&bucket, &"indexedDB".into()).unwrap().unchecked_into();
-    let store = IdbStore::open_in(idb::Factory::from(factory), "ts-quota-db").await.unwrap();
+    let factory: web_sys::IdbFactory = Reflect::get(&bucket, &"indexedDB".into())
+        .unwrap()
+        .unchecked_into();
+    let store = IdbStore::open_in(idb::Factory::from(factory), "ts-quota-db")
+        .await
+        .unwrap();
     let small: Vec<_> = (0..10).map(|i| item(i, 100)).collect();
     store.write(&batch_of(&small), &meta(10)).await.unwrap();
     // 4 MiB of incompressible-ish data in one batch, four times the bucket's quota.
@@ -166,7 +222,12 @@ async fn test_quota_exceeded_is_typed() {
     assert_eq!(store.count(Kind::Node).await.unwrap(), 10);
     assert_eq!(store.meta().await.unwrap(), Some(meta(10)));
     drop(store);
-    let delete: js_sys::Function = Reflect::get(&buckets, &"delete".into()).unwrap().unchecked_into();
-    let p: js_sys::Promise = delete.call1(&buckets, &"ts-quota".into()).unwrap().unchecked_into();
+    let delete: js_sys::Function = Reflect::get(&buckets, &"delete".into())
+        .unwrap()
+        .unchecked_into();
+    let p: js_sys::Promise = delete
+        .call1(&buckets, &"ts-quota".into())
+        .unwrap()
+        .unchecked_into();
     JsFuture::from(p).await.unwrap();
 }

@@ -22,18 +22,30 @@ async fn sync_fresh(fx: &Fixture, db_name: &str, peers: Vec<JsValue>) -> (StateD
     let progress_calls = Rc::new(Cell::new(0u32));
     let calls = progress_calls.clone();
     let on_progress = callback(move |_| calls.set(calls.get() + 1));
-    let report = run(options(&fx.root, peers, db_name, &[("onProgress", on_progress.into())]))
-        .await
-        .unwrap_or_else(|e| panic!("sync into {db_name} failed: {e:?}"));
+    let report = run(options(
+        &fx.root,
+        peers,
+        db_name,
+        &[("onProgress", on_progress.into())],
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("sync into {db_name} failed: {e:?}"));
     assert_eq!(field(&report, "complete"), JsValue::TRUE);
     assert_eq!(field(&report, "root").as_string().unwrap(), fx.root);
     assert_eq!(num(&report, "nodes") as u64, fx.nodes(), "nodes written");
     assert_eq!(num(&report, "codes") as u64, fx.codes(), "codes written");
     assert_eq!(num(&report, "nodeBytes") as usize, fx.built.node_bytes());
     assert_eq!(num(&report, "codeBytes") as usize, fx.built.code_bytes());
-    assert_eq!(num(&report, "bytes") as usize, fx.built.node_bytes() + fx.built.code_bytes());
+    assert_eq!(
+        num(&report, "bytes") as usize,
+        fx.built.node_bytes() + fx.built.code_bytes()
+    );
     assert!(num(&report, "seconds") > 0.0);
-    assert_eq!(items_fetched(&report) as u64, fx.items(), "every item fetched exactly once");
+    assert_eq!(
+        items_fetched(&report) as u64,
+        fx.items(),
+        "every item fetched exactly once"
+    );
     assert!(progress_calls.get() >= 1, "progress reported after commits");
     log(&format!(
         "{db_name}: {} nodes {} codes in {:.2}s, {} batches",
@@ -146,7 +158,12 @@ async fn reload_fetches_only_what_is_missing() {
     let fx = Fixture::load(GENESIS_JSON);
     let name = "ts-reload";
     delete_db(name).await;
-    let opts = options(&fx.root, vec![genesis_peer().into()], name, &[("batchBytes", 50_000.into())]);
+    let opts = options(
+        &fx.root,
+        vec![genesis_peer().into()],
+        name,
+        &[("batchBytes", 50_000.into())],
+    );
     let sync = Rc::new(StateSync::new(opts).unwrap());
     let batches = Rc::new(Cell::new(0u32));
     let (s, b) = (sync.clone(), batches.clone());
@@ -164,23 +181,46 @@ async fn reload_fetches_only_what_is_missing() {
     let meta = wait(db.meta()).await.unwrap();
     let committed = (num(&meta, "nodes") + num(&meta, "codes")) as u64;
     assert_eq!(field(&meta, "complete"), JsValue::FALSE);
-    assert!(committed > 0 && committed < fx.items(), "committed {committed} of {}", fx.items());
-    assert_eq!(num(&last, "nodes") as u64 + num(&last, "codes") as u64, committed);
+    assert!(
+        committed > 0 && committed < fx.items(),
+        "committed {committed} of {}",
+        fx.items()
+    );
+    assert_eq!(
+        num(&last, "nodes") as u64 + num(&last, "codes") as u64,
+        committed
+    );
     let counts = wait(db.counts()).await.unwrap();
-    assert_eq!(num(&counts, "nodes") as u64, committed, "the meta record counts what is stored");
+    assert_eq!(
+        num(&counts, "nodes") as u64,
+        committed,
+        "the meta record counts what is stored"
+    );
     // The partial database is sound: nothing corrupt, only missing.
     let partial = wait(db.verify(fx.root.clone())).await.unwrap();
     assert_eq!(field(&partial, "complete"), JsValue::FALSE);
     assert_eq!(js_sys::Array::from(&field(&partial, "corrupt")).length(), 0);
 
-    let report = run(options(&fx.root, vec![genesis_peer().into()], name, &[])).await.unwrap();
+    let report = run(options(&fx.root, vec![genesis_peer().into()], name, &[]))
+        .await
+        .unwrap();
     assert_eq!(field(&report, "complete"), JsValue::TRUE);
     let written = (num(&report, "nodes") + num(&report, "codes")) as u64;
     let fetched = items_fetched(&report) as u64;
     let reused = num(&report, "reused") as u64;
-    log(&format!("reload: committed {committed}, then wrote {written}, fetched {fetched}, reused {reused}"));
-    assert_eq!(written, fx.items() - committed, "second run writes exactly the rest");
-    assert_eq!(fetched + reused, fx.items() - committed, "second run fetches only the rest");
+    log(&format!(
+        "reload: committed {committed}, then wrote {written}, fetched {fetched}, reused {reused}"
+    ));
+    assert_eq!(
+        written,
+        fx.items() - committed,
+        "second run writes exactly the rest"
+    );
+    assert_eq!(
+        fetched + reused,
+        fx.items() - committed,
+        "second run fetches only the rest"
+    );
     assert_verified(&db, &fx).await;
     db.close();
     delete_db(name).await;
@@ -195,16 +235,28 @@ async fn hostile_peers_next_to_a_good_one() {
     let mut peers: Vec<JsValue> = Vec::new();
     for (i, url) in hostile_peers().into_iter().enumerate() {
         peers.push(url.into());
-        peers.push(if i % 2 == 0 { ws(url).into() } else { jsonrpc(url) });
+        peers.push(if i % 2 == 0 {
+            ws(url).into()
+        } else {
+            jsonrpc(url)
+        });
     }
     peers.push(genesis_peer().into());
     delete_db(name).await;
     let opts = options(&fx.root, peers, name, &[("requestTimeoutMs", 2000.into())]);
-    let report = run(opts).await.unwrap_or_else(|e| panic!("hostile sync failed: {e:?}"));
+    let report = run(opts)
+        .await
+        .unwrap_or_else(|e| panic!("hostile sync failed: {e:?}"));
     assert_eq!(field(&report, "complete"), JsValue::TRUE);
     let stats = js_sys::Array::from(&field(&report, "peers"));
-    let bad: f64 = stats.iter().map(|s| num(&s, "rejected") + num(&s, "failures") + num(&s, "timeouts")).sum();
-    log(&format!("hostile: {} rejected, {bad} bad answers in all", num(&report, "rejected")));
+    let bad: f64 = stats
+        .iter()
+        .map(|s| num(&s, "rejected") + num(&s, "failures") + num(&s, "timeouts"))
+        .sum();
+    log(&format!(
+        "hostile: {} rejected, {bad} bad answers in all",
+        num(&report, "rejected")
+    ));
     assert!(bad > 0.0, "the faults were exercised");
     let db = StateDb::open(name.into()).await.unwrap();
     assert_verified(&db, &fx).await;
@@ -230,14 +282,20 @@ async fn only_useless_peers_fail_typed_and_bounded() {
     let err = run(opts).await.unwrap_err();
     let seconds = (triesync::clock::now_ms() - started) / 1000.0;
     let code = code(&err);
-    log(&format!("useless peers: {code} after {seconds:.1}s: {err:?}"));
+    log(&format!(
+        "useless peers: {code} after {seconds:.1}s: {err:?}"
+    ));
     assert!(code == "NO_PEERS" || code == "UNAVAILABLE", "code {code}");
     assert!(err.is_instance_of::<js_sys::Error>());
     assert!(seconds < 60.0, "gave up in {seconds}s");
     let db = StateDb::open(name.into()).await.unwrap();
     let report = wait(db.verify(fx.root.clone())).await.unwrap();
     assert_eq!(field(&report, "complete"), JsValue::FALSE);
-    assert_eq!(js_sys::Array::from(&field(&report, "corrupt")).length(), 0, "nothing corrupt stored");
+    assert_eq!(
+        js_sys::Array::from(&field(&report, "corrupt")).length(),
+        0,
+        "nothing corrupt stored"
+    );
     assert_eq!(num(&report, "nodes"), 0.0, "nothing stored at all");
     db.close();
     delete_db(name).await;
@@ -264,7 +322,11 @@ async fn abort_signal_cancels_then_resume() {
         &fx.root,
         vec![ws(genesis_peer()).into()],
         name,
-        &[("signal", controller.signal().into()), ("onProgress", on_progress.into()), ("batchBytes", 60_000.into())],
+        &[
+            ("signal", controller.signal().into()),
+            ("onProgress", on_progress.into()),
+            ("batchBytes", 60_000.into()),
+        ],
     );
     let err = run(opts).await.unwrap_err();
     assert_eq!(code(&err), "CANCELLED");
@@ -272,13 +334,23 @@ async fn abort_signal_cancels_then_resume() {
     assert_eq!(field(&partial, "complete"), JsValue::FALSE);
 
     // A signal already aborted cancels before anything is fetched.
-    let opts = options(&fx.root, vec![genesis_peer().into()], name, &[("signal", controller.signal().into())]);
+    let opts = options(
+        &fx.root,
+        vec![genesis_peer().into()],
+        name,
+        &[("signal", controller.signal().into())],
+    );
     let err = run(opts).await.unwrap_err();
     assert_eq!(code(&err), "CANCELLED");
 
-    let report = run(options(&fx.root, vec![genesis_peer().into()], name, &[])).await.unwrap();
+    let report = run(options(&fx.root, vec![genesis_peer().into()], name, &[]))
+        .await
+        .unwrap();
     assert_eq!(field(&report, "complete"), JsValue::TRUE);
-    assert!(((num(&report, "nodes") + num(&report, "codes")) as u64) < fx.items(), "resumed, not restarted");
+    assert!(
+        ((num(&report, "nodes") + num(&report, "codes")) as u64) < fx.items(),
+        "resumed, not restarted"
+    );
     let db = StateDb::open(name.into()).await.unwrap();
     assert_verified(&db, &fx).await;
     db.close();
@@ -292,7 +364,15 @@ async fn add_peer_set_root_remove_peer() {
     let bt = Fixture::load(BT_JSON);
     let name = "ts-setroot";
     delete_db(name).await;
-    let sync = Rc::new(StateSync::new(options(&genesis.root, vec![], name, &[("batchBytes", 50_000.into())])).unwrap());
+    let sync = Rc::new(
+        StateSync::new(options(
+            &genesis.root,
+            vec![],
+            name,
+            &[("batchBytes", 50_000.into())],
+        ))
+        .unwrap(),
+    );
     sync.add_peer(genesis_peer().into()).unwrap();
     sync.add_peer(ws(bt_peer()).into()).unwrap();
     sync.add_peer("http://127.0.0.1:9/".into()).unwrap();
@@ -312,7 +392,10 @@ async fn add_peer_set_root_remove_peer() {
     assert_eq!(field(&report, "root").as_string().unwrap(), bt.root);
     assert_eq!(field(&report, "complete"), JsValue::TRUE);
     let stats = js_sys::Array::from(&field(&report, "peers"));
-    let removed = stats.iter().find(|s| field(s, "id").as_string().unwrap() == "http://127.0.0.1:9/").unwrap();
+    let removed = stats
+        .iter()
+        .find(|s| field(s, "id").as_string().unwrap() == "http://127.0.0.1:9/")
+        .unwrap();
     assert_eq!(field(&removed, "dropped").as_string().unwrap(), "removed");
     let db = StateDb::open(name.into()).await.unwrap();
     assert_verified(&db, &bt).await;
@@ -333,12 +416,48 @@ async fn argument_and_state_errors_are_typed() {
     let root = Fixture::load(BT_JSON).root;
     let bad = |opts: JsValue| StateSync::new(opts).map(|_| ()).unwrap_err();
     assert_eq!(code(&bad(JsValue::from_str("x"))), "INVALID_ARGUMENT");
-    assert_eq!(code(&bad(options("0x1234", vec![], "db", &[]))), "INVALID_ARGUMENT");
-    assert_eq!(code(&bad(options(&root, vec![], "", &[]))), "INVALID_ARGUMENT");
-    assert_eq!(code(&bad(options(&root, vec!["ftp://x".into()], "db", &[]))), "INVALID_ARGUMENT");
-    assert_eq!(code(&bad(options(&root, vec![obj(&[("url", "http://x".into()), ("protocol", "smoke".into())])], "db", &[]))), "INVALID_ARGUMENT");
-    assert_eq!(code(&bad(options(&root, vec![], "db", &[("batchBytes", "big".into())]))), "INVALID_ARGUMENT");
-    assert_eq!(code(&bad(options(&root, vec![], "db", &[("onProgress", 5.into())]))), "INVALID_ARGUMENT");
+    assert_eq!(
+        code(&bad(options("0x1234", vec![], "db", &[]))),
+        "INVALID_ARGUMENT"
+    );
+    assert_eq!(
+        code(&bad(options(&root, vec![], "", &[]))),
+        "INVALID_ARGUMENT"
+    );
+    assert_eq!(
+        code(&bad(options(&root, vec!["ftp://x".into()], "db", &[]))),
+        "INVALID_ARGUMENT"
+    );
+    assert_eq!(
+        code(&bad(options(
+            &root,
+            vec![obj(&[
+                ("url", "http://x".into()),
+                ("protocol", "smoke".into())
+            ])],
+            "db",
+            &[]
+        ))),
+        "INVALID_ARGUMENT"
+    );
+    assert_eq!(
+        code(&bad(options(
+            &root,
+            vec![],
+            "db",
+            &[("batchBytes", "big".into())]
+        ))),
+        "INVALID_ARGUMENT"
+    );
+    assert_eq!(
+        code(&bad(options(
+            &root,
+            vec![],
+            "db",
+            &[("onProgress", 5.into())]
+        ))),
+        "INVALID_ARGUMENT"
+    );
     let err = bad(options(&root, vec![], "db", &[("signal", 5.into())]));
     assert_eq!(code(&err), "INVALID_ARGUMENT");
     assert_eq!(field(&err, "name").as_string().unwrap(), "TriesyncError");
@@ -346,8 +465,14 @@ async fn argument_and_state_errors_are_typed() {
     let name = "ts-errors";
     delete_db(name).await;
     let sync = StateSync::new(options(&root, vec![], name, &[])).unwrap();
-    assert_eq!(code(&sync.add_peer(JsValue::from_f64(3.0)).unwrap_err()), "INVALID_ARGUMENT");
-    assert_eq!(code(&sync.set_root("nope").unwrap_err()), "INVALID_ARGUMENT");
+    assert_eq!(
+        code(&sync.add_peer(JsValue::from_f64(3.0)).unwrap_err()),
+        "INVALID_ARGUMENT"
+    );
+    assert_eq!(
+        code(&sync.set_root("nope").unwrap_err()),
+        "INVALID_ARGUMENT"
+    );
     let first = sync.run();
     let second = wait(sync.run()).await.unwrap_err();
     assert_eq!(code(&second), "ALREADY_STARTED");
@@ -355,14 +480,41 @@ async fn argument_and_state_errors_are_typed() {
 
     let db = StateDb::open(name.into()).await.unwrap();
     let addr = "0x0000000000000000000000000000000000000001".to_string();
-    assert_eq!(code(&wait(db.account(root.clone(), addr.clone())).await.unwrap_err()), "MISSING");
-    assert_eq!(code(&wait(db.account(root.clone(), "0x12".into())).await.unwrap_err()), "INVALID_ARGUMENT");
-    assert_eq!(code(&wait(db.storage(root.clone(), addr.clone(), "zz".into())).await.unwrap_err()), "INVALID_ARGUMENT");
-    assert_eq!(code(&wait(db.code(root.clone(), addr)).await.unwrap_err()), "MISSING");
+    assert_eq!(
+        code(
+            &wait(db.account(root.clone(), addr.clone()))
+                .await
+                .unwrap_err()
+        ),
+        "MISSING"
+    );
+    assert_eq!(
+        code(
+            &wait(db.account(root.clone(), "0x12".into()))
+                .await
+                .unwrap_err()
+        ),
+        "INVALID_ARGUMENT"
+    );
+    assert_eq!(
+        code(
+            &wait(db.storage(root.clone(), addr.clone(), "zz".into()))
+                .await
+                .unwrap_err()
+        ),
+        "INVALID_ARGUMENT"
+    );
+    assert_eq!(
+        code(&wait(db.code(root.clone(), addr)).await.unwrap_err()),
+        "MISSING"
+    );
     let report = wait(db.verify(root.clone())).await.unwrap();
     assert_eq!(num(&report, "missingCount"), 1.0);
     let meta = wait(db.meta()).await.unwrap();
-    assert!(meta.is_null() || num(&meta, "nodes") == 0.0, "nothing committed: {meta:?}");
+    assert!(
+        meta.is_null() || num(&meta, "nodes") == 0.0,
+        "nothing committed: {meta:?}"
+    );
     db.close();
     delete_db(name).await;
 }
@@ -373,10 +525,17 @@ async fn throwing_progress_callback_is_contained() {
     let fx = Fixture::load(BT_JSON);
     let name = "ts-throwing-callback";
     delete_db(name).await;
-    let thrower: js_sys::Function = js_sys::Function::new_no_args("throw new Error('callback bug')");
+    let thrower: js_sys::Function =
+        js_sys::Function::new_no_args("throw new Error('callback bug')");
     let calls = Rc::new(RefCell::new(0));
     let c = calls.clone();
-    let sync = StateSync::new(options(&fx.root, vec![bt_peer().into()], name, &[("onProgress", thrower.into())])).unwrap();
+    let sync = StateSync::new(options(
+        &fx.root,
+        vec![bt_peer().into()],
+        name,
+        &[("onProgress", thrower.into())],
+    ))
+    .unwrap();
     sync.on_progress(callback(move |p| {
         assert!(field(&p, "nodes").as_f64().is_some());
         *c.borrow_mut() += 1;
@@ -402,8 +561,14 @@ async fn one_writer_per_database() {
     let report = wait(a).await.unwrap();
     assert_eq!(field(&report, "complete"), JsValue::TRUE);
     // Another database is not locked by this one, and the lock is released after a run.
-    let again = run(options(&fx.root, vec![genesis_peer().into()], name, &[])).await.unwrap();
+    let again = run(options(&fx.root, vec![genesis_peer().into()], name, &[]))
+        .await
+        .unwrap();
     assert_eq!(field(&again, "complete"), JsValue::TRUE);
-    assert_eq!(num(&again, "nodes"), 0.0, "already complete: nothing to write");
+    assert_eq!(
+        num(&again, "nodes"),
+        0.0,
+        "already complete: nothing to write"
+    );
     delete_db(name).await;
 }

@@ -22,7 +22,10 @@ fn spec(url: &str, protocol: Option<Protocol>) -> PeerSpec {
 }
 
 fn options(timeout_ms: u64) -> TransportOptions {
-    TransportOptions { timeout: Duration::from_millis(timeout_ms), ..TransportOptions::default() }
+    TransportOptions {
+        timeout: Duration::from_millis(timeout_ms),
+        ..TransportOptions::default()
+    }
 }
 
 /// The root and the codes of bt-block504980: asked of every transport, each answer must
@@ -33,17 +36,27 @@ async fn every_transport_serves_nodes_and_code() {
     let mut keys = vec![ItemKey::node(fx.built.root)];
     keys.extend(fx.built.codes.keys().map(|h| ItemKey::code(*h)));
     let url = bt_peer();
-    for (u, p) in [(url.to_string(), None), (ws(url), None), (url.to_string(), Some(Protocol::JsonRpc))] {
+    for (u, p) in [
+        (url.to_string(), None),
+        (ws(url), None),
+        (url.to_string(), Some(Protocol::JsonRpc)),
+    ] {
         let peer = connect(&spec(&u, p), options(5000));
         assert_eq!(peer.id(), u);
-        let blobs = peer.fetch(keys.clone()).await.unwrap_or_else(|e| panic!("{u} {p:?}: {e}"));
+        let blobs = peer
+            .fetch(keys.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{u} {p:?}: {e}"));
         let mut got: Vec<H256> = blobs.iter().map(|b| keccak256(b)).collect();
         let mut want: Vec<H256> = keys.iter().map(|k| k.hash).collect();
         got.sort();
         want.sort();
         assert_eq!(got, want, "{u} {p:?}");
         // Unknown hashes are left out, not errors.
-        let unknown = peer.fetch(vec![ItemKey::node(keccak256(b"nothing"))]).await.unwrap();
+        let unknown = peer
+            .fetch(vec![ItemKey::node(keccak256(b"nothing"))])
+            .await
+            .unwrap();
         assert!(unknown.is_empty());
     }
 }
@@ -59,7 +72,11 @@ async fn websocket_matches_many_requests_in_flight() {
     for (h, a) in hashes.iter().zip(answers) {
         let blobs = a.unwrap();
         assert_eq!(blobs.len(), 1);
-        assert_eq!(keccak256(&blobs[0]), *h, "answer matched to its own request");
+        assert_eq!(
+            keccak256(&blobs[0]),
+            *h,
+            "answer matched to its own request"
+        );
     }
     assert_eq!(peer.pending(), 0);
     assert!(peer.connected());
@@ -87,7 +104,9 @@ async fn websocket_reconnects_after_close() {
             break;
         }
     }
-    log(&format!("ws reconnect: {ok} ok, {closed} closed, {timeouts} timeouts"));
+    log(&format!(
+        "ws reconnect: {ok} ok, {closed} closed, {timeouts} timeouts"
+    ));
     assert!(closed >= 1, "the peer closed at least once");
     assert!(ok > 3, "and requests succeeded after it did");
     assert_eq!(peer.pending(), 0);
@@ -99,12 +118,23 @@ async fn websocket_reconnects_after_close() {
 async fn silent_peer_times_out_and_drop_cancels() {
     let url = useless_peers()[2];
     let key = ItemKey::node(keccak256(b"x"));
-    for (u, p) in [(url.to_string(), None), (ws(url), None), (url.to_string(), Some(Protocol::JsonRpc))] {
+    for (u, p) in [
+        (url.to_string(), None),
+        (ws(url), None),
+        (url.to_string(), Some(Protocol::JsonRpc)),
+    ] {
         let peer = connect(&spec(&u, p), options(400));
         let t = triesync::clock::now_ms();
-        assert_eq!(peer.fetch(vec![key]).await, Err(PeerError::Timeout), "{u} {p:?}");
+        assert_eq!(
+            peer.fetch(vec![key]).await,
+            Err(PeerError::Timeout),
+            "{u} {p:?}"
+        );
         let waited = triesync::clock::now_ms() - t;
-        assert!((350.0..3000.0).contains(&waited), "{u}: timed out after {waited} ms");
+        assert!(
+            (350.0..3000.0).contains(&waited),
+            "{u}: timed out after {waited} ms"
+        );
     }
     let peer = WsPeer::new(&spec(&ws(url), None), options(10_000));
     let fetch = peer.fetch(vec![key]);
@@ -125,15 +155,25 @@ async fn oversized_answers_are_refused() {
     let fx = Fixture::load(BT_JSON);
     let keys: Vec<ItemKey> = fx.built.codes.keys().map(|h| ItemKey::code(*h)).collect();
     let url = bt_peer();
-    let small = TransportOptions { timeout: Duration::from_secs(5), max_response_bytes: 2048 };
-    for (u, p) in [(url.to_string(), None), (ws(url), None), (url.to_string(), Some(Protocol::JsonRpc))] {
+    let small = TransportOptions {
+        timeout: Duration::from_secs(5),
+        max_response_bytes: 2048,
+    };
+    for (u, p) in [
+        (url.to_string(), None),
+        (ws(url), None),
+        (url.to_string(), Some(Protocol::JsonRpc)),
+    ] {
         let peer = connect(&spec(&u, p), small);
         match peer.fetch(keys.clone()).await {
             Err(PeerError::TooLarge(n)) => assert!(n > 2048),
             other => panic!("{u} {p:?}: {:?}", other.map(|b| b.len())),
         }
         // The transport is still usable for small answers.
-        let root = peer.fetch(vec![ItemKey::node(fx.built.root)]).map(|r| r.unwrap()).await;
+        let root = peer
+            .fetch(vec![ItemKey::node(fx.built.root)])
+            .map(|r| r.unwrap())
+            .await;
         assert_eq!(root.len(), 1);
     }
 }
@@ -143,7 +183,11 @@ async fn oversized_answers_are_refused() {
 async fn garbage_is_malformed() {
     let fx = Fixture::load(GENESIS_JSON);
     let url = useless_peers()[1];
-    for (u, p) in [(url.to_string(), None), (ws(url), None), (url.to_string(), Some(Protocol::JsonRpc))] {
+    for (u, p) in [
+        (url.to_string(), None),
+        (ws(url), None),
+        (url.to_string(), Some(Protocol::JsonRpc)),
+    ] {
         let peer = connect(&spec(&u, p), options(3000));
         match peer.fetch(vec![ItemKey::node(fx.built.root)]).await {
             Err(PeerError::Malformed(_)) => {}

@@ -3,10 +3,10 @@
 //! deadline aborts it through an `AbortController`.
 
 use super::{hashes, malformed, max_items, post, Answer, PeerSpec, TransportOptions};
-use triesync_core::wire;
 use futures::FutureExt;
 use triesync_core::peer::Peer;
 use triesync_core::store::ItemKey;
+use triesync_core::wire;
 
 /// A peer spoken to with one `fetch` per request.
 #[derive(Debug)]
@@ -19,7 +19,11 @@ pub struct HttpPeer {
 impl HttpPeer {
     /// A peer for `spec` (whose endpoint is the `/v1/nodes` URL).
     pub fn new(spec: &PeerSpec, options: TransportOptions) -> Self {
-        HttpPeer { id: spec.url.clone(), endpoint: spec.endpoint.clone(), options }
+        HttpPeer {
+            id: spec.url.clone(),
+            endpoint: spec.endpoint.clone(),
+            options,
+        }
     }
 }
 

@@ -76,12 +76,16 @@ impl PeerSpec {
     /// binary HTTP, `ws(s)://` → WebSocket).
     pub fn from_url(url: &str, protocol: Option<Protocol>) -> Result<PeerSpec, Error> {
         let url = url.trim();
-        let (scheme, rest) =
-            split_scheme(url).ok_or_else(|| Error::invalid(format!("peer URL {url:?} has no scheme")))?;
+        let (scheme, rest) = split_scheme(url)
+            .ok_or_else(|| Error::invalid(format!("peer URL {url:?} has no scheme")))?;
         let secure = match scheme.as_str() {
             "http" | "ws" => false,
             "https" | "wss" => true,
-            _ => return Err(Error::invalid(format!("peer URL {url:?}: scheme must be http(s) or ws(s)"))),
+            _ => {
+                return Err(Error::invalid(format!(
+                    "peer URL {url:?}: scheme must be http(s) or ws(s)"
+                )))
+            }
         };
         if rest.is_empty() || rest.starts_with('/') {
             return Err(Error::invalid(format!("peer URL {url:?} has no host")));
@@ -114,7 +118,11 @@ impl PeerSpec {
                 url.to_string()
             }
         };
-        Ok(PeerSpec { url: url.to_string(), protocol, endpoint })
+        Ok(PeerSpec {
+            url: url.to_string(),
+            protocol,
+            endpoint,
+        })
     }
 }
 
@@ -197,7 +205,8 @@ pub(crate) async fn post(
     content_type: Option<&str>,
     options: TransportOptions,
 ) -> Result<Vec<u8>, PeerError> {
-    let controller = web_sys::AbortController::new().map_err(|e| connection("AbortController", &e))?;
+    let controller =
+        web_sys::AbortController::new().map_err(|e| connection("AbortController", &e))?;
     let _abort = AbortOnDrop(controller.clone());
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
@@ -205,12 +214,18 @@ pub(crate) async fn post(
     init.set_signal(Some(&controller.signal()));
     if let Some(ct) = content_type {
         let headers = web_sys::Headers::new().map_err(|e| connection("Headers", &e))?;
-        headers.set("Content-Type", ct).map_err(|e| connection("Headers", &e))?;
+        headers
+            .set("Content-Type", ct)
+            .map_err(|e| connection("Headers", &e))?;
         init.set_headers(&headers.into());
     }
     let work = async {
-        let resp = JsFuture::from(global_fetch(url, &init)).await.map_err(|e| connection("fetch", &e))?;
-        let resp: web_sys::Response = resp.dyn_into().map_err(|e| connection("fetch result", &e))?;
+        let resp = JsFuture::from(global_fetch(url, &init))
+            .await
+            .map_err(|e| connection("fetch", &e))?;
+        let resp: web_sys::Response = resp
+            .dyn_into()
+            .map_err(|e| connection("fetch result", &e))?;
         if !resp.ok() {
             return Err(PeerError::Status(resp.status()));
         }
@@ -231,16 +246,22 @@ async fn read_body(resp: &web_sys::Response, max_bytes: usize) -> Result<Vec<u8>
             }
         }
     }
-    let Some(stream) = resp.body() else { return Ok(Vec::new()) };
+    let Some(stream) = resp.body() else {
+        return Ok(Vec::new());
+    };
     let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
     let mut out = Vec::new();
     loop {
-        let chunk = JsFuture::from(reader.read()).await.map_err(|e| connection("read body", &e))?;
-        let done = Reflect::get(&chunk, &JsValue::from_str("done")).map_err(|e| connection("read body", &e))?;
+        let chunk = JsFuture::from(reader.read())
+            .await
+            .map_err(|e| connection("read body", &e))?;
+        let done = Reflect::get(&chunk, &JsValue::from_str("done"))
+            .map_err(|e| connection("read body", &e))?;
         if done.as_bool().unwrap_or(true) {
             return Ok(out);
         }
-        let value = Reflect::get(&chunk, &JsValue::from_str("value")).map_err(|e| connection("read body", &e))?;
+        let value = Reflect::get(&chunk, &JsValue::from_str("value"))
+            .map_err(|e| connection("read body", &e))?;
         let bytes: Uint8Array = value.unchecked_into();
         let len = bytes.length() as usize;
         if out.len() + len > max_bytes {
@@ -263,9 +284,15 @@ mod tests {
     #[test]
     fn urls_resolve_to_endpoints() {
         let p = PeerSpec::from_url("http://127.0.0.1:8080/", None).unwrap();
-        assert_eq!((p.protocol, p.endpoint.as_str()), (Protocol::Http, "http://127.0.0.1:8080/v1/nodes"));
+        assert_eq!(
+            (p.protocol, p.endpoint.as_str()),
+            (Protocol::Http, "http://127.0.0.1:8080/v1/nodes")
+        );
         let p = PeerSpec::from_url("wss://node.example/base", None).unwrap();
-        assert_eq!((p.protocol, p.endpoint.as_str()), (Protocol::Ws, "wss://node.example/base/v1/ws"));
+        assert_eq!(
+            (p.protocol, p.endpoint.as_str()),
+            (Protocol::Ws, "wss://node.example/base/v1/ws")
+        );
         let p = PeerSpec::from_url("https://h", Some(Protocol::Ws)).unwrap();
         assert_eq!(p.endpoint, "wss://h/v1/ws");
         let p = PeerSpec::from_url("http://h:1/", Some(Protocol::JsonRpc)).unwrap();
@@ -274,5 +301,4 @@ mod tests {
         assert!(PeerSpec::from_url("ws://h", Some(Protocol::JsonRpc)).is_err());
         assert!(PeerSpec::from_url("http://", None).is_err());
     }
-
 }

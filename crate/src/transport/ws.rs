@@ -57,7 +57,6 @@ impl Conn {
         self.pending.remove(&id)
     }
 
-
     /// Ends the current socket: every waiter and pending request gets `err`.
     fn fail_all(&mut self, err: PeerError) -> Option<Socket> {
         let mut socket = self.socket.take();
@@ -91,14 +90,20 @@ pub struct WsPeer {
 
 impl std::fmt::Debug for WsPeer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WsPeer").field("id", &self.id).field("endpoint", &self.endpoint).finish()
+        f.debug_struct("WsPeer")
+            .field("id", &self.id)
+            .field("endpoint", &self.endpoint)
+            .finish()
     }
 }
 
 impl WsPeer {
     /// A peer for `spec` (whose endpoint is the `ws(s)://…/v1/ws` URL). Connects lazily.
     pub fn new(spec: &PeerSpec, options: TransportOptions) -> Self {
-        let conn = Conn { max_bytes: options.max_response_bytes, ..Conn::default() };
+        let conn = Conn {
+            max_bytes: options.max_response_bytes,
+            ..Conn::default()
+        };
         WsPeer {
             id: spec.url.clone(),
             endpoint: spec.endpoint.clone(),
@@ -120,7 +125,10 @@ impl WsPeer {
 
 impl Drop for WsPeer {
     fn drop(&mut self) {
-        let socket = self.conn.borrow_mut().fail_all(PeerError::Connection("peer closed".into()));
+        let socket = self
+            .conn
+            .borrow_mut()
+            .fail_all(PeerError::Connection("peer closed".into()));
         drop(socket);
     }
 }
@@ -173,9 +181,16 @@ fn ensure_socket(
         }
     });
     let on_close = handler(|c, ev| {
-        let code = ev.dyn_ref::<CloseEvent>().map(CloseEvent::code).unwrap_or(0);
+        let code = ev
+            .dyn_ref::<CloseEvent>()
+            .map(CloseEvent::code)
+            .unwrap_or(0);
         let was_open = c.socket.as_ref().is_some_and(|s| s.opening.is_none());
-        let what = if was_open { "socket closed" } else { "could not connect" };
+        let what = if was_open {
+            "socket closed"
+        } else {
+            "could not connect"
+        };
         c.fail_all(PeerError::Connection(format!("{what} (code {code})")))
     });
     // An error event is always followed by a close event, which does the work.
@@ -217,7 +232,8 @@ fn peek_id(prefix: &[u8]) -> Option<u64> {
 fn on_answer(c: &mut Conn, buf: &ArrayBuffer) -> Option<Socket> {
     let len = buf.byte_length() as usize;
     if len > c.max_bytes {
-        let prefix = Uint8Array::new_with_byte_offset_and_length(buf, 0, len.min(16) as u32).to_vec();
+        let prefix =
+            Uint8Array::new_with_byte_offset_and_length(buf, 0, len.min(16) as u32).to_vec();
         if let Some(reply) = peek_id(&prefix).and_then(|id| c.take(id)) {
             let _ = reply.send(Err(PeerError::TooLarge(len)));
             return None;
@@ -226,7 +242,9 @@ fn on_answer(c: &mut Conn, buf: &ArrayBuffer) -> Option<Socket> {
     }
     let bytes = Uint8Array::new(buf).to_vec();
     // The answer's own request bounds its size; before the id is known, the largest.
-    let limit = peek_id(&bytes).and_then(|id| c.asked.get(&id).copied()).unwrap_or(wire::MAX_HASHES);
+    let limit = peek_id(&bytes)
+        .and_then(|id| c.asked.get(&id).copied())
+        .unwrap_or(wire::MAX_HASHES);
     match wire::decode_ws_response(&bytes, max_items(limit)).map_err(malformed) {
         Ok((id, blobs)) => {
             // An unknown id is the late answer of a request given up on.
@@ -271,7 +289,9 @@ impl Peer for WsPeer {
         let timeout = self.options.timeout;
         let work = async move {
             if let Some(opened) = ensure_socket(&conn, &endpoint)? {
-                opened.await.unwrap_or_else(|_| Err(PeerError::Connection("socket closed".into())))?;
+                opened
+                    .await
+                    .unwrap_or_else(|_| Err(PeerError::Connection("socket closed".into())))?;
             }
             let (tx, rx) = oneshot::channel();
             let guard = {
@@ -287,9 +307,14 @@ impl Peer for WsPeer {
                 }
                 c.pending.insert(id, tx);
                 c.asked.insert(id, keys.len());
-                PendingGuard { conn: Rc::downgrade(&conn), id }
+                PendingGuard {
+                    conn: Rc::downgrade(&conn),
+                    id,
+                }
             };
-            let answer = rx.await.unwrap_or_else(|_| Err(PeerError::Connection("socket closed".into())));
+            let answer = rx
+                .await
+                .unwrap_or_else(|_| Err(PeerError::Connection("socket closed".into())));
             drop(guard);
             answer
         };

@@ -11,7 +11,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 /// The fixture states (from `../shared/fixtures` beside the repository).
-pub const GENESIS_JSON: &str = include_str!("../../../../shared/fixtures/states/mainnet-genesis.json");
+pub const GENESIS_JSON: &str =
+    include_str!("../../../../shared/fixtures/states/mainnet-genesis.json");
 pub const BT_JSON: &str = include_str!("../../../../shared/fixtures/states/bt-block504980.json");
 
 /// A fixture, built, with its published root checked.
@@ -25,9 +26,17 @@ impl Fixture {
     pub fn load(text: &str) -> Fixture {
         let fixture = StateFixture::from_json(text).expect("fixture parses");
         let built = fixture.build().expect("fixture builds");
-        assert_eq!(built.root, fixture.root().unwrap(), "built root != published root");
+        assert_eq!(
+            built.root,
+            fixture.root().unwrap(),
+            "built root != published root"
+        );
         let root = built.root.to_hex();
-        Fixture { fixture, built, root }
+        Fixture {
+            fixture,
+            built,
+            root,
+        }
     }
 
     pub fn nodes(&self) -> u64 {
@@ -44,12 +53,16 @@ impl Fixture {
 }
 
 fn env(name: &str, value: Option<&'static str>) -> &'static str {
-    value.unwrap_or_else(|| panic!("{name} was not set at build time: run scripts/browser-tests.sh"))
+    value
+        .unwrap_or_else(|| panic!("{name} was not set at build time: run scripts/browser-tests.sh"))
 }
 
 /// Good peer serving mainnet genesis (`http://127.0.0.1:PORT`).
 pub fn genesis_peer() -> &'static str {
-    env("TRIESYNC_PEER_GENESIS", option_env!("TRIESYNC_PEER_GENESIS"))
+    env(
+        "TRIESYNC_PEER_GENESIS",
+        option_env!("TRIESYNC_PEER_GENESIS"),
+    )
 }
 
 /// Good peer serving bt-block504980.
@@ -60,12 +73,22 @@ pub fn bt_peer() -> &'static str {
 /// Peers serving mainnet genesis with faults (corrupt, omitted, unrequested, garbage,
 /// stalls, closes, errors): each still delivers some good data.
 pub fn hostile_peers() -> Vec<&'static str> {
-    env("TRIESYNC_PEER_HOSTILE", option_env!("TRIESYNC_PEER_HOSTILE")).split(',').collect()
+    env(
+        "TRIESYNC_PEER_HOSTILE",
+        option_env!("TRIESYNC_PEER_HOSTILE"),
+    )
+    .split(',')
+    .collect()
 }
 
 /// Peers serving mainnet genesis that never deliver a usable blob.
 pub fn useless_peers() -> Vec<&'static str> {
-    env("TRIESYNC_PEER_USELESS", option_env!("TRIESYNC_PEER_USELESS")).split(',').collect()
+    env(
+        "TRIESYNC_PEER_USELESS",
+        option_env!("TRIESYNC_PEER_USELESS"),
+    )
+    .split(',')
+    .collect()
 }
 
 /// The WebSocket URL of a peer's HTTP URL.
@@ -99,12 +122,16 @@ pub fn field(v: &JsValue, key: &str) -> JsValue {
 
 /// `obj[key]` as a number.
 pub fn num(v: &JsValue, key: &str) -> f64 {
-    field(v, key).as_f64().unwrap_or_else(|| panic!("{key} is not a number in {v:?}"))
+    field(v, key)
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is not a number in {v:?}"))
 }
 
 /// The `code` of a rejection.
 pub fn code(err: &JsValue) -> String {
-    field(err, "code").as_string().unwrap_or_else(|| panic!("no code on {err:?}"))
+    field(err, "code")
+        .as_string()
+        .unwrap_or_else(|| panic!("no code on {err:?}"))
 }
 
 /// Awaits a promise.
@@ -114,12 +141,23 @@ pub async fn wait(p: Promise) -> Result<JsValue, JsValue> {
 
 /// Deletes a database (before and after each test).
 pub async fn delete_db(name: &str) {
-    StateDb::delete_database(name.to_string()).await.expect("delete database");
+    StateDb::delete_database(name.to_string())
+        .await
+        .expect("delete database");
 }
 
 /// Options for `new StateSync`.
-pub fn options(root: &str, peers: Vec<JsValue>, database: &str, extra: &[(&str, JsValue)]) -> JsValue {
-    let mut pairs = vec![("root", JsValue::from_str(root)), ("peers", arr(peers)), ("database", database.into())];
+pub fn options(
+    root: &str,
+    peers: Vec<JsValue>,
+    database: &str,
+    extra: &[(&str, JsValue)],
+) -> JsValue {
+    let mut pairs = vec![
+        ("root", JsValue::from_str(root)),
+        ("peers", arr(peers)),
+        ("database", database.into()),
+    ];
     pairs.extend(extra.iter().cloned());
     obj(&pairs)
 }
@@ -132,18 +170,27 @@ pub async fn run(options: JsValue) -> Result<JsValue, JsValue> {
 
 /// Items delivered by all peers of a report.
 pub fn items_fetched(report: &JsValue) -> f64 {
-    js_sys::Array::from(&field(report, "peers")).iter().map(|p| num(&p, "items")).sum()
+    js_sys::Array::from(&field(report, "peers"))
+        .iter()
+        .map(|p| num(&p, "items"))
+        .sum()
 }
 
 /// A progress callback as a JS function, kept alive for the test's duration.
 pub fn callback(f: impl FnMut(JsValue) + 'static) -> Function {
-    Closure::<dyn FnMut(JsValue)>::new(f).into_js_value().unchecked_into()
+    Closure::<dyn FnMut(JsValue)>::new(f)
+        .into_js_value()
+        .unchecked_into()
 }
 
 /// Checks a verify report: complete with exactly the fixture's items.
 pub async fn assert_verified(db: &StateDb, fx: &Fixture) {
     let report = wait(db.verify(fx.root.clone())).await.unwrap();
-    assert_eq!(field(&report, "complete"), JsValue::TRUE, "verify: {report:?}");
+    assert_eq!(
+        field(&report, "complete"),
+        JsValue::TRUE,
+        "verify: {report:?}"
+    );
     assert_eq!(num(&report, "nodes") as u64, fx.nodes());
     assert_eq!(num(&report, "codes") as u64, fx.codes());
     assert_eq!(num(&report, "nodeBytes") as usize, fx.built.node_bytes());
@@ -164,28 +211,56 @@ pub async fn assert_accounts(db: &StateDb, fx: &Fixture) {
     for (addr, acc) in &fx.fixture.alloc {
         let got = wait(db.account(root.clone(), addr.clone())).await.unwrap();
         assert!(!got.is_null(), "account {addr} missing");
-        assert_eq!(field(&got, "balanceHex").as_string().unwrap(), quantity(acc.balance.as_deref()), "balance of {addr}");
-        assert_eq!(num(&got, "nonce") as u64, u64::from_str_radix(quantity(acc.nonce.as_deref()).trim_start_matches("0x"), 16).unwrap(), "nonce of {addr}");
+        assert_eq!(
+            field(&got, "balanceHex").as_string().unwrap(),
+            quantity(acc.balance.as_deref()),
+            "balance of {addr}"
+        );
+        assert_eq!(
+            num(&got, "nonce") as u64,
+            u64::from_str_radix(quantity(acc.nonce.as_deref()).trim_start_matches("0x"), 16)
+                .unwrap(),
+            "nonce of {addr}"
+        );
         let big = field(&got, "balance");
         assert!(big.is_bigint(), "balance is a bigint");
         let storage: &BTreeMap<String, String> = &acc.storage;
         for (slot, value) in storage {
-            let word = wait(db.storage(root.clone(), addr.clone(), slot.clone())).await.unwrap();
+            let word = wait(db.storage(root.clone(), addr.clone(), slot.clone()))
+                .await
+                .unwrap();
             let want = format!("0x{}", hex::encode(hex_word(value, "value").unwrap()));
             assert_eq!(word.as_string().unwrap(), want, "slot {slot} of {addr}");
         }
-        let want = acc.code.as_deref().map(|c| hex::decode(c.trim_start_matches("0x")).unwrap()).unwrap_or_default();
+        let want = acc
+            .code
+            .as_deref()
+            .map(|c| hex::decode(c.trim_start_matches("0x")).unwrap())
+            .unwrap_or_default();
         let code_hash = field(&got, "codeHash").as_string().unwrap();
-        assert_eq!(code_hash, triesync_core::keccak256(&want).to_hex(), "code hash of {addr}");
+        assert_eq!(
+            code_hash,
+            triesync_core::keccak256(&want).to_hex(),
+            "code hash of {addr}"
+        );
         // Accounts without code all share the empty code hash: reading a few is enough.
         if !want.is_empty() || empty_code_reads < 20 {
             empty_code_reads += usize::from(want.is_empty());
             let code = wait(db.code(root.clone(), addr.clone())).await.unwrap();
-            assert_eq!(js_sys::Uint8Array::new(&code).to_vec(), want, "code of {addr}");
+            assert_eq!(
+                js_sys::Uint8Array::new(&code).to_vec(),
+                want,
+                "code of {addr}"
+            );
         }
     }
     // An address that is not in the state reads as null, not as an error.
-    let absent = wait(db.account(root.clone(), "0x00000000000000000000000000000000deadbeef".into())).await.unwrap();
+    let absent = wait(db.account(
+        root.clone(),
+        "0x00000000000000000000000000000000deadbeef".into(),
+    ))
+    .await
+    .unwrap();
     assert!(absent.is_null());
 }
 
