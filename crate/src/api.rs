@@ -28,6 +28,8 @@ const TS_TYPES: &'static str = r#"
 /** A peer: a URL (`http(s)://` → binary HTTP `/v1/nodes`, `ws(s)://` → WebSocket `/v1/ws`)
  *  or `{ url, protocol }` (`'jsonrpc'`: batched `debug_dbGet` POSTed to `url`). */
 export type PeerLike = string | { url: string; protocol?: 'http' | 'ws' | 'jsonrpc' };
+// A peer's id in reports is its URL, prefixed with `protocol+` when the protocol is not the
+// one its scheme implies (e.g. `jsonrpc+http://127.0.0.1:8545`).
 
 /** Options of `new StateSync(...)`. */
 export interface StateSyncOptions {
@@ -169,6 +171,8 @@ struct SyncInner {
     syncer: RefCell<Option<Syncer>>,
     transport: TransportOptions,
     callbacks: RefCell<Vec<Function>>,
+    /// Peers added and not removed.
+    added: RefCell<Vec<PeerSpec>>,
     last: RefCell<Option<Progress>>,
     signal: Option<AbortSignal>,
     on_abort: RefCell<Option<Listener>>,
@@ -176,7 +180,20 @@ struct SyncInner {
 
 impl SyncInner {
     fn add_peer(&self, spec: &PeerSpec) {
+        self.added.borrow_mut().push(spec.clone());
         self.handle.add_peer(connect(spec, self.transport));
+    }
+
+    /// Removes every peer added under this URL (any protocol) or with this id.
+    fn remove_peer(&self, url_or_id: &str) {
+        let mut added = self.added.borrow_mut();
+        added.retain(|spec| {
+            let hit = spec.url == url_or_id || spec.id == url_or_id;
+            if hit {
+                self.handle.remove_peer(&spec.id);
+            }
+            !hit
+        });
     }
 
     fn progress(&self, p: &Progress) {
@@ -340,6 +357,7 @@ impl StateSync {
             syncer: RefCell::new(Some(syncer)),
             transport,
             callbacks: RefCell::new(callbacks),
+            added: RefCell::new(Vec::new()),
             last: RefCell::new(None),
             signal,
             on_abort: RefCell::new(None),
@@ -384,10 +402,18 @@ impl StateSync {
         Ok(())
     }
 
-    /// Removes a peer by the URL it was added with; its requests are retried elsewhere.
+    /// Removes a peer: a URL removes the peers added with it (over any protocol), a
+    /// `{ url, protocol }` only that one. Its requests in flight are retried elsewhere.
     #[wasm_bindgen(js_name = removePeer)]
-    pub fn remove_peer(&self, url: &str) {
-        self.inner.handle.remove_peer(url.trim());
+    pub fn remove_peer(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "PeerLike")] peer: JsValue,
+    ) -> JsResult<()> {
+        match peer.as_string() {
+            Some(url) => self.inner.remove_peer(url.trim()),
+            None => self.inner.remove_peer(&parse_peer(&peer)?.id),
+        }
+        Ok(())
     }
 
     /// Moves the sync to a new root; what was already committed is not fetched again.

@@ -98,6 +98,15 @@ async fn genesis_over_all_three_at_once() {
     let report = sync_and_drop(&fx, "ts-genesis-all", peers).await;
     let stats = js_sys::Array::from(&field(&report, "peers"));
     assert_eq!(stats.length(), 3);
+    let ids: std::collections::BTreeSet<String> = stats
+        .iter()
+        .map(|s| field(&s, "id").as_string().unwrap())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        3,
+        "one server over three protocols is three peers: {ids:?}"
+    );
     for s in stats.iter() {
         assert!(num(&s, "items") > 0.0, "every transport delivered: {s:?}");
         assert!(field(&s, "dropped").is_null());
@@ -376,7 +385,9 @@ async fn add_peer_set_root_remove_peer() {
     sync.add_peer(genesis_peer().into()).unwrap();
     sync.add_peer(ws(bt_peer()).into()).unwrap();
     sync.add_peer("http://127.0.0.1:9/".into()).unwrap();
-    sync.remove_peer("http://127.0.0.1:9/");
+    sync.remove_peer("http://127.0.0.1:9/".into()).unwrap();
+    sync.add_peer(jsonrpc(bt_peer())).unwrap();
+    sync.remove_peer(jsonrpc(bt_peer())).unwrap();
     let s = sync.clone();
     let switched = Rc::new(Cell::new(false));
     let sw = switched.clone();
@@ -397,6 +408,21 @@ async fn add_peer_set_root_remove_peer() {
         .find(|s| field(s, "id").as_string().unwrap() == "http://127.0.0.1:9/")
         .unwrap();
     assert_eq!(field(&removed, "dropped").as_string().unwrap(), "removed");
+    let rpc_id = format!("jsonrpc+{}", bt_peer());
+    let rpc = stats
+        .iter()
+        .find(|s| field(s, "id").as_string().unwrap() == rpc_id)
+        .unwrap();
+    assert_eq!(field(&rpc, "dropped").as_string().unwrap(), "removed");
+    let ws_id = ws(bt_peer());
+    let kept = stats
+        .iter()
+        .find(|s| field(s, "id").as_string().unwrap() == ws_id)
+        .unwrap();
+    assert!(
+        field(&kept, "dropped").is_null(),
+        "only the jsonrpc peer of that URL was removed"
+    );
     let db = StateDb::open(name.into()).await.unwrap();
     assert_verified(&db, &bt).await;
     assert_accounts(&db, &bt).await;

@@ -20,7 +20,7 @@ impl HttpPeer {
     /// A peer for `spec` (whose endpoint is the `/v1/nodes` URL).
     pub fn new(spec: &PeerSpec, options: TransportOptions) -> Self {
         HttpPeer {
-            id: spec.url.clone(),
+            id: spec.id.clone(),
             endpoint: spec.endpoint.clone(),
             options,
         }

@@ -21,7 +21,7 @@ impl JsonRpcPeer {
     /// A peer for `spec` (whose endpoint is the RPC URL).
     pub fn new(spec: &PeerSpec, options: TransportOptions) -> Self {
         JsonRpcPeer {
-            id: spec.url.clone(),
+            id: spec.id.clone(),
             endpoint: spec.endpoint.clone(),
             options,
         }

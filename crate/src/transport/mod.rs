@@ -55,10 +55,14 @@ impl Protocol {
     }
 }
 
-/// A peer to connect to: its id (the URL as given) and where each request goes.
+/// A peer to connect to: its id, the URL as given, and where each request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerSpec {
-    /// The URL as the caller gave it: the peer's id in reports and `removePeer`.
+    /// The peer's id in reports: the URL as given, prefixed with `protocol+` when the
+    /// protocol is not the one the scheme implies (`jsonrpc+http://…`), so one server
+    /// reached over two protocols is two peers.
+    pub id: String,
+    /// The URL as the caller gave it.
     pub url: String,
     /// The protocol spoken.
     pub protocol: Protocol,
@@ -91,7 +95,8 @@ impl PeerSpec {
             return Err(Error::invalid(format!("peer URL {url:?} has no host")));
         }
         let is_ws = scheme.starts_with("ws");
-        let protocol = protocol.unwrap_or(if is_ws { Protocol::Ws } else { Protocol::Http });
+        let implied = if is_ws { Protocol::Ws } else { Protocol::Http };
+        let protocol = protocol.unwrap_or(implied);
         let base = rest.trim_end_matches('/');
         let with_suffix = |suffix: &str| {
             if base.ends_with(suffix) {
@@ -118,7 +123,13 @@ impl PeerSpec {
                 url.to_string()
             }
         };
+        let id = if protocol == implied {
+            url.to_string()
+        } else {
+            format!("{}+{url}", protocol.name())
+        };
         Ok(PeerSpec {
+            id,
             url: url.to_string(),
             protocol,
             endpoint,
@@ -297,6 +308,11 @@ mod tests {
         assert_eq!(p.endpoint, "wss://h/v1/ws");
         let p = PeerSpec::from_url("http://h:1/", Some(Protocol::JsonRpc)).unwrap();
         assert_eq!(p.endpoint, "http://h:1/");
+        assert_eq!(p.id, "jsonrpc+http://h:1/");
+        assert_eq!(
+            PeerSpec::from_url("ws://h", Some(Protocol::Ws)).unwrap().id,
+            "ws://h"
+        );
         assert!(PeerSpec::from_url("ftp://h", None).is_err());
         assert!(PeerSpec::from_url("ws://h", Some(Protocol::JsonRpc)).is_err());
         assert!(PeerSpec::from_url("http://", None).is_err());

@@ -105,7 +105,7 @@ impl WsPeer {
             ..Conn::default()
         };
         WsPeer {
-            id: spec.url.clone(),
+            id: spec.id.clone(),
             endpoint: spec.endpoint.clone(),
             options,
             conn: Rc::new(RefCell::new(conn)),
