@@ -78,7 +78,7 @@ root=$(awk '{ print $4 }' <<<"$peer_line")
 ws_url=${peer_url/http:/ws:}
 
 node scripts/serve.mjs --dir dist --host "$DEMO_HOST" --port "$DEMO_PORT" \
-  --peer "$peer_url" --peer "$ws_url" >"$tmp/serve.out" 2>&1 &
+  --peer "$peer_url" --peer "$ws_url" --peer "jsonrpc+$peer_url" >"$tmp/serve.out" 2>&1 &
 serve_pid=$!
 page_url=""
 for _ in $(seq 1 100); do
@@ -94,7 +94,7 @@ cat <<MSG
   triesync demo is running.
 
     open      $page_url
-    peer      $peer_url  and  $ws_url
+    peer      $peer_url  (binary HTTP, WebSocket and JSON-RPC)
               serving the Ethereum mainnet genesis state, root
               $root
 

@@ -91,10 +91,16 @@ function settings() {
   return { peers, root: el.root.value.trim(), database: el.database.value.trim() };
 }
 
+/** A line of the peers field as the library takes it: `jsonrpc+http://…` → `{ url, protocol: 'jsonrpc' }`. */
+function peerLike(line) {
+  const m = /^jsonrpc\+(https?:\/\/.+)$/i.exec(line);
+  return m ? { url: m[1], protocol: 'jsonrpc' } : line;
+}
+
 function validate({ peers, root, database }) {
   if (!peers.length) return 'Enter at least one peer URL.';
-  const bad = peers.find((p) => !/^(https?|wss?):\/\/[^/\s]+/i.test(p));
-  if (bad) return `“${bad}” is not a peer URL: it must start with http://, https://, ws:// or wss://.`;
+  const bad = peers.find((p) => !/^((jsonrpc\+)?https?|wss?):\/\/[^/\s]+/i.test(p));
+  if (bad) return `“${bad}” is not a peer URL: it must start with http://, https://, ws://, wss:// or jsonrpc+http(s)://.`;
   if (!HEX32.test(root)) return 'The state root must be 0x followed by 64 hex digits.';
   if (!database) return 'Enter a database name.';
   return null;
@@ -102,7 +108,7 @@ function validate({ peers, root, database }) {
 
 /** The http(s) base of a peer URL, for GET /v1/info. */
 function infoUrl(peer) {
-  const base = peer.replace(/^ws(s?):\/\//i, 'http$1://').replace(/\/v1\/(nodes|ws)\/?$/, '').replace(/\/+$/, '');
+  const base = peer.replace(/^jsonrpc\+/i, '').replace(/^ws(s?):\/\//i, 'http$1://').replace(/\/v1\/(nodes|ws)\/?$/, '').replace(/\/+$/, '');
   return `${base}/v1/info`;
 }
 
@@ -207,7 +213,7 @@ async function start({ resumed = false } = {}) {
   if (expected && expected.root !== s.root) expected = null;
   save({ ...s, state: 'running' });
   try {
-    const { meta } = await call('start', s);
+    const { meta } = await call('start', { ...s, peers: s.peers.map(peerLike) });
     base = meta && meta.root === s.root
       ? { nodes: meta.nodes, nodeBytes: meta.nodeBytes, codes: meta.codes, codeBytes: meta.codeBytes }
       : { nodes: 0, nodeBytes: 0, codes: 0, codeBytes: 0 };
@@ -437,13 +443,13 @@ function drawPeers(peers, running) {
     const [cls, label] = peerState(peer, running);
     const proto = document.createElement('span');
     proto.className = 'proto';
-    proto.textContent = /^wss?:/i.test(peer.id) ? 'WebSocket' : 'HTTP';
+    proto.textContent = /^jsonrpc\+/i.test(peer.id) ? 'JSON-RPC' : /^wss?:/i.test(peer.id) ? 'WebSocket' : 'HTTP';
     const pill = document.createElement('span');
     pill.className = `pill ${cls}`;
     pill.textContent = label;
     const problem = (n) => cell(fmt.count(n), n > 0 ? 'num warn' : 'num');
     tr.append(
-      cell([proto, text(` ${peer.id}`)], 'mono peer-id'),
+      cell([proto, text(` ${peer.id.replace(/^jsonrpc\+/i, '')}`)], 'mono peer-id'),
       cell([pill]),
       cell(fmt.count(peer.requests), 'num'),
       cell(fmt.count(peer.items), 'num'),
@@ -532,7 +538,7 @@ async function lookup() {
     el.acctStorageRoot.textContent = account.storageRoot;
     el.acctCodeHash.textContent = account.codeHash;
     el.accountNote.className = 'answer-note';
-    el.accountNote.textContent = `Answered from IndexedDB in ${ms.toFixed(1)} ms: every node on the path was re-hashed up to root ${fmt.shortHex(root, 6)}. No network request.`;
+    el.accountNote.textContent = `Answered in ${ms.toFixed(1)} ms from the verified copy in IndexedDB, along the trie path from root ${fmt.shortHex(root, 6)}. No network request.`;
   } catch (e) {
     showLookupError(el.lookupError, e);
   }

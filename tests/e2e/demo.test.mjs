@@ -54,7 +54,7 @@ async function waitPhase(page, wanted, timeout = 60000) {
   }
 }
 
-test('the demo syncs mainnet genesis over HTTP and WebSocket, verifies the root and answers lookups offline', async (t) => {
+test('the demo syncs mainnet genesis over HTTP, WebSocket and JSON-RPC, verifies the root and answers lookups offline', async (t) => {
   const peer = await startPeer();
   const b = await launchBrowser();
   t.after(async () => {
@@ -62,7 +62,7 @@ test('the demo syncs mainnet genesis over HTTP and WebSocket, verifies the root 
     await peer.stop();
   });
   const { page } = b;
-  await page.goto(pageUrl([peer.url, peer.wsUrl]));
+  await page.goto(pageUrl([peer.url, peer.wsUrl, `jsonrpc+${peer.url}`]));
   await waitReady(page);
 
   // The root field is prefilled from the peer's /v1/info, and says so.
@@ -89,7 +89,7 @@ test('the demo syncs mainnet genesis over HTTP and WebSocket, verifies the root 
   assert.equal(report.complete, true);
   assert.equal(report.nodes, fixture.nodes, 'a fresh database fetches every node once');
   assert.equal(report.rejected, 0);
-  assert.equal(report.peers.length, 2);
+  assert.equal(report.peers.length, 3);
   for (const p of report.peers) {
     assert.ok(p.items > 0, `peer ${p.id} delivered nothing`);
     assert.equal(p.dropped, null);
@@ -104,7 +104,8 @@ test('the demo syncs mainnet genesis over HTTP and WebSocket, verifies the root 
   assert.equal(await page.textContent('#pct'), '100%');
   assert.equal(await page.textContent('#stat-nodes'), fixture.nodes.toLocaleString('en-US'));
   assert.equal(await page.textContent('#status-badge'), 'Complete');
-  assert.equal(await page.locator('#peers-body tr').count(), 2);
+  assert.equal(await page.locator('#peers-body tr').count(), 3);
+  assert.deepEqual(await page.locator('#peers-body .proto').allTextContents(), ['HTTP', 'WebSocket', 'JSON-RPC']);
 
   // Lookups come from IndexedDB alone: stop the peer first.
   await peer.stop();
