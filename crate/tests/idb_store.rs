@@ -231,3 +231,37 @@ async fn test_quota_exceeded_is_typed() {
         .unchecked_into();
     JsFuture::from(p).await.unwrap();
 }
+
+/// Throughput of the one-record-per-item layout (logged; bounded loosely so a regression of
+/// an order of magnitude fails).
+#[wasm_bindgen_test]
+async fn test_write_throughput() {
+    let name = "ts-idb-throughput";
+    let store = fresh(name).await;
+    let items: Vec<_> = (0..12_000).map(|i| item(i, 120)).collect();
+    let t = triesync::clock::now_ms();
+    for (n, chunk) in items.chunks(850).enumerate() {
+        store
+            .write(&batch_of(chunk), &meta(n as u64))
+            .await
+            .unwrap();
+    }
+    let ms = triesync::clock::now_ms() - t;
+    web_sys::console::log_1(
+        &format!(
+            "12000 puts in 100 KiB batches: {ms:.0} ms ({:.0} puts/s)",
+            12_000.0 / ms * 1000.0
+        )
+        .into(),
+    );
+    assert!(ms < 20_000.0);
+    let t = triesync::clock::now_ms();
+    let keys: Vec<ItemKey> = items.iter().map(|(k, _)| *k).collect();
+    for chunk in keys.chunks(2048) {
+        store.contains(chunk).await.unwrap();
+    }
+    let ms = triesync::clock::now_ms() - t;
+    web_sys::console::log_1(&format!("12000 contains in chunks of 2048: {ms:.0} ms").into());
+    drop(store);
+    IdbStore::delete(name).await.unwrap();
+}

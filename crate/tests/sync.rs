@@ -47,12 +47,17 @@ async fn sync_fresh(fx: &Fixture, db_name: &str, peers: Vec<JsValue>) -> (StateD
         "every item fetched exactly once"
     );
     assert!(progress_calls.get() >= 1, "progress reported after commits");
+    let t = field(&report, "timings");
     log(&format!(
-        "{db_name}: {} nodes {} codes in {:.2}s, {} batches",
+        "{db_name}: {} nodes {} codes in {:.2}s, {} batches; ms: commit {:.0} process {:.0} check {:.0} wait {:.0}",
         num(&report, "nodes"),
         num(&report, "codes"),
         num(&report, "seconds"),
-        num(&report, "batches")
+        num(&report, "batches"),
+        num(&t, "commitMs"),
+        num(&t, "processMs"),
+        num(&t, "checkMs"),
+        num(&t, "waitMs"),
     ));
     let db = StateDb::open(db_name.into()).await.unwrap();
     assert_verified(&db, fx).await;
