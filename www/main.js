@@ -86,6 +86,25 @@ function save(patch) {
   return next;
 }
 
+/** Whether this tab was syncing: kept per tab (sessionStorage survives a reload, and a
+ *  second tab does not inherit it), so only the tab that was reloaded resumes by itself. */
+const RUNNING_KEY = 'triesync-demo/running';
+function markRunning(running) {
+  try {
+    if (running) sessionStorage.setItem(RUNNING_KEY, '1');
+    else sessionStorage.removeItem(RUNNING_KEY);
+  } catch {
+    // Storage disabled: the page simply does not resume by itself.
+  }
+}
+function wasRunning() {
+  try {
+    return sessionStorage.getItem(RUNNING_KEY) === '1';
+  } catch {
+    return false;
+  }
+}
+
 function settings() {
   const peers = el.peers.value.split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
   return { peers, root: el.root.value.trim(), database: el.database.value.trim() };
@@ -198,7 +217,14 @@ function strong(s) {
   return b;
 }
 
-async function start({ resumed = false } = {}) {
+/** Until when a LOCKED answer is retried: the page before a reload (or a sync that just
+ *  stopped) may hold the database's lock for a moment longer. */
+let lockRetryUntil = 0;
+let lastStart = { resumed: false };
+
+async function start({ resumed = false, retry = false } = {}) {
+  if (!retry) lockRetryUntil = Date.now() + (resumed ? 10000 : 3000);
+  lastStart = { resumed };
   const s = settings();
   const problem = validate(s);
   if (problem) {
@@ -211,7 +237,8 @@ async function start({ resumed = false } = {}) {
   samples = [];
   lastProgress = null;
   if (expected && expected.root !== s.root) expected = null;
-  save({ ...s, state: 'running' });
+  save(s);
+  markRunning(true);
   try {
     const { meta } = await call('start', { ...s, peers: s.peers.map(peerLike) });
     base = meta && meta.root === s.root
@@ -246,7 +273,7 @@ async function onFinished(report, verify) {
   onProgress(report);
   demo.reports.push(report);
   demo.verify = verify;
-  save({ state: 'complete' });
+  markRunning(false);
   setPhase('complete');
   showNotice(null);
   showVerified(verify, report);
@@ -255,15 +282,20 @@ async function onFinished(report, verify) {
 }
 
 function onStopped(err, progress) {
+  if (err.code === 'LOCKED' && Date.now() < lockRetryUntil) {
+    showNotice('Waiting for the previous sync of this database (the page before the reload, or another tab) to let go of it…');
+    setTimeout(() => start({ ...lastStart, retry: true }), 400);
+    return;
+  }
   if (progress) onProgress(progress);
   demo.stops.push({ error: err, progress });
   if (err.code === 'CANCELLED') {
-    save({ state: 'paused' });
+    markRunning(false);
     setPhase('paused');
     const stored = base.nodes + (progress?.nodes ?? 0);
     showNotice(`Paused. ${fmt.count(stored)} verified nodes are stored. Resume, now or after reloading the page, fetches only what is missing.`);
   } else {
-    save({ state: 'stopped' });
+    markRunning(false);
     setPhase('error');
     showNotice(null);
     showError(err);
@@ -286,7 +318,7 @@ async function deleteData() {
   if (!database) return;
   try {
     await call('delete', { database });
-    save({ state: 'idle' });
+    markRunning(false);
     base = { nodes: 0, nodeBytes: 0, codes: 0, codeBytes: 0 };
     lastProgress = null;
     samples = [];
@@ -644,7 +676,7 @@ async function boot() {
   if (meta && meta.root === root) {
     base = { nodes: meta.nodes, nodeBytes: meta.nodeBytes, codes: meta.codes, codeBytes: meta.codeBytes };
   }
-  if (memory.state === 'running' && HEX32.test(root)) {
+  if (wasRunning() && HEX32.test(root)) {
     // The page went away during a sync: carry on where the database stopped.
     await start({ resumed: true });
   } else if (meta && meta.root === root && meta.complete) {

@@ -234,3 +234,28 @@ test('errors are shown clearly: a peer that is down, a malformed root', async (t
   assert.match(text, /is it running|do not have/i);
   await page.screenshot({ path: path.join(ensureArtifacts(), 'demo-error.png'), fullPage: true });
 });
+
+test('a second tab syncing into the same database is told that the first one holds it', async (t) => {
+  const peer = await startPeer(['--delay-ms', '250']);
+  const b = await launchBrowser();
+  t.after(async () => {
+    await b.close();
+    await peer.stop();
+  });
+  const first = b.page;
+  await first.goto(pageUrl([peer.url], 'e2e-locked'));
+  await waitReady(first);
+  await first.click('#start');
+  await waitPhase(first, ['syncing']);
+
+  const second = await b.context.newPage();
+  await second.goto(pageUrl([peer.url], 'e2e-locked'));
+  await waitReady(second);
+  await second.click('#start');
+  await waitPhase(second, ['error'], 30000);
+  assert.match(await second.textContent('#error'), /LOCKED[\s\S]*Another tab is syncing/);
+  assert.equal(await phase(first), 'syncing', 'the first tab was disturbed');
+
+  await first.click('#pause');
+  await waitPhase(first, ['paused']);
+});
