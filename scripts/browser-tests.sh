@@ -86,5 +86,5 @@ export TRIESYNC_PEER_USELESS=$(IFS=,; echo "${useless[*]}")
 
 echo "running the browser tests (headless Chromium)"
 export CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
-export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-300}
+export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-600}
 wasm-pack test --headless --chrome crate "$@"

@@ -42,7 +42,9 @@ async fn every_transport_serves_nodes_and_code() {
         (url.to_string(), Some(Protocol::JsonRpc)),
     ] {
         let peer = connect(&spec(&u, p), options(5000));
-        assert_eq!(peer.id(), u);
+        let s = spec(&u, p);
+        assert_eq!(peer.id(), s.id);
+        assert_eq!(s.id.starts_with("jsonrpc+"), p == Some(Protocol::JsonRpc));
         let blobs = peer
             .fetch(keys.clone())
             .await
