@@ -37,9 +37,9 @@ impl Peer for HttpPeer {
         let limit = max_items(keys.len());
         let endpoint = self.endpoint.clone();
         let options = self.options;
-        // No Content-Type: a bare binary body keeps the request CORS-simple (no preflight).
+        // As PROTOCOL.md asks; the CORS preflight this costs is cached (max-age 86400).
         async move {
-            let answer = post(&endpoint, &body, None, options).await?;
+            let answer = post(&endpoint, &body, Some("application/octet-stream"), options).await?;
             wire::decode_blobs(&answer, limit).map_err(malformed)
         }
         .boxed_local()
