@@ -603,3 +603,61 @@ async fn one_writer_per_database() {
     );
     delete_db(name).await;
 }
+
+/// A sync into a database that runs out of quota (a storage bucket of 600 kB) stops with
+/// QUOTA_EXCEEDED; what it committed before is sound.
+#[wasm_bindgen_test]
+async fn quota_exceeded_stops_the_sync_typed() {
+    use js_sys::Reflect;
+    use triesync::error::Error;
+    use triesync::idb_store::IdbStore;
+    use triesync::transport::{connect, PeerSpec, TransportOptions};
+    use triesync_core::driver::{SyncConfig, SyncError, Syncer};
+    use triesync_core::store::StoreError;
+    use wasm_bindgen_futures::JsFuture;
+
+    let fx = Fixture::load(GENESIS_JSON);
+    let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).unwrap();
+    let buckets = Reflect::get(&navigator, &"storageBuckets".into()).unwrap();
+    let call = |name: &str, args: &[JsValue]| -> js_sys::Promise {
+        let f: js_sys::Function = Reflect::get(&buckets, &name.into())
+            .unwrap()
+            .unchecked_into();
+        let args: js_sys::Array = args.iter().collect();
+        f.apply(&buckets, &args).unwrap().unchecked_into()
+    };
+    let opts = obj(&[("quota", JsValue::from_f64(600_000.0))]);
+    let bucket = JsFuture::from(call("open", &["ts-sync-quota".into(), opts]))
+        .await
+        .unwrap();
+    let factory: web_sys::IdbFactory = Reflect::get(&bucket, &"indexedDB".into())
+        .unwrap()
+        .unchecked_into();
+    let store = IdbStore::open_in(idb::Factory::from(factory), "ts-sync-quota")
+        .await
+        .unwrap();
+
+    let (syncer, handle) = Syncer::new(fx.built.root, SyncConfig::default());
+    let spec = PeerSpec::from_url(genesis_peer(), None).unwrap();
+    handle.add_peer(connect(&spec, TransportOptions::default()));
+    let mut commits = 0;
+    let err = syncer
+        .run(&store, &triesync::BrowserClock, &mut |_| commits += 1)
+        .await
+        .unwrap_err();
+    assert_eq!(err, SyncError::Store(StoreError::QuotaExceeded));
+    assert_eq!(Error::Sync(err).code(), "QUOTA_EXCEEDED");
+    log(&format!("quota: stopped after {commits} commits"));
+    let report = triesync_core::walk::verify(&store, fx.built.root)
+        .await
+        .unwrap();
+    assert!(!report.complete);
+    assert!(
+        report.corrupt.is_empty(),
+        "nothing corrupt after the failed write"
+    );
+    drop(store);
+    JsFuture::from(call("delete", &["ts-sync-quota".into()]))
+        .await
+        .unwrap();
+}
