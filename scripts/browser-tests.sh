@@ -21,6 +21,7 @@ peer_bin=target/debug/triesync-peer
 
 tmp=$(mktemp -d)
 pids=()
+fds=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -39,6 +40,7 @@ start_peer() {
   "$peer_bin" --port 0 --exit-on-stdin-close "$@" <"$fifo" >"$out" 2>"$err" &
   pids+=($!)
   exec {fd}>"$fifo"
+  fds+=("$fd")
   local url=""
   for _ in $(seq 1 600); do
     if [ -s "$out" ]; then
@@ -87,4 +89,8 @@ export TRIESYNC_PEER_USELESS=$(IFS=,; echo "${useless[*]}")
 echo "running the browser tests (headless Chromium)"
 export CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
 export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-600}
-wasm-pack test --headless --chrome crate "$@"
+# The FIFOs' write ends stay with this script only, so that the peers go when it goes.
+(
+  for fd in "${fds[@]}"; do eval "exec $fd>&-"; done
+  exec wasm-pack test --headless --chrome crate "$@"
+)
