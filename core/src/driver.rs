@@ -282,6 +282,7 @@ impl Syncer {
             progress: Progress { root: self.root, ..Progress::default() },
             cancelled: false,
             generation: 0,
+            writing: None,
         };
         run.meta.root = self.root;
         run.meta.complete = false;
@@ -309,9 +310,26 @@ struct Run<'a, S, C> {
     cancelled: bool,
     /// Bumped on a root change: answers to older requests are ignored.
     generation: u64,
+    /// The batch being written while fetching and verifying go on (one at a time).
+    writing: Option<Writing<'a>>,
 }
 
-impl<S: Store, C: Clock> Run<'_, S, C> {
+/// A batch write in progress and what it will mean once it lands.
+struct Writing<'a> {
+    future: LocalBoxFuture<'a, Result<(), StoreError>>,
+    meta: SyncMeta,
+    counts: [u64; 4],
+    started: f64,
+}
+
+/// What ended a wait of the main loop.
+enum Event {
+    Answer(Option<Answer>),
+    Command(Option<Command>),
+    Written(Result<(), StoreError>),
+}
+
+impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
     async fn main_loop(
         &mut self,
         rx: &mut mpsc::UnboundedReceiver<Command>,
@@ -325,18 +343,19 @@ impl<S: Store, C: Clock> Run<'_, S, C> {
                 return Err(SyncError::Cancelled);
             }
             self.resolve_checks().await?;
-            if self.sched.batch_bytes() >= self.config.batch_bytes {
-                self.commit(on_progress).await?;
+            if self.writing.is_none() && self.sched.batch_bytes() >= self.config.batch_bytes {
+                // Written in the background: the network and hashing do not wait for disk.
+                self.start_write(None);
             }
             if self.sched.is_done() {
                 return Ok(());
             }
             let stuck = self.assign();
-            if self.in_flight.is_empty() && (self.sched.is_done() || self.sched.has_pending_checks()) {
+            if self.in_flight.is_empty() && self.sched.has_pending_checks() {
                 // Data at hand (kept from an earlier run) advanced the sync: go round again.
                 continue;
             }
-            if self.in_flight.is_empty() {
+            if self.in_flight.is_empty() && self.writing.is_none() {
                 if !self.peers.iter().any(PeerSlot::usable) {
                     let dropped = self.peers.len();
                     return Err(SyncError::NoPeers { dropped });
@@ -350,14 +369,35 @@ impl<S: Store, C: Clock> Run<'_, S, C> {
                 }
             }
             let waited = self.clock.now_ms();
-            let event = future::select(self.in_flight.next(), rx.next()).await;
+            let event = self.next_event(rx).await;
             self.progress.timings.wait_ms += self.clock.now_ms() - waited;
             match event {
-                Either::Left((Some(answer), _)) => self.handle_answer(answer)?,
-                Either::Left((None, _)) => {}
-                Either::Right((Some(cmd), _)) => self.apply(cmd, on_progress).await?,
-                Either::Right((None, _)) => {}
+                Event::Answer(Some(answer)) => self.handle_answer(answer)?,
+                Event::Command(Some(cmd)) => self.apply(cmd, on_progress).await?,
+                Event::Written(result) => {
+                    let writing = self.writing.take().expect("a write was in progress");
+                    self.write_done(writing, result, on_progress)?;
+                }
+                Event::Answer(None) | Event::Command(None) => {}
             }
+        }
+    }
+
+    /// Waits for an answer, a command or the running write, whichever comes first.
+    async fn next_event(&mut self, rx: &mut mpsc::UnboundedReceiver<Command>) -> Event {
+        let written = async {
+            match self.writing.as_mut() {
+                Some(w) => (&mut w.future).await,
+                None => future::pending().await,
+            }
+        };
+        let answer = self.in_flight.next();
+        // Biased: a landed write and commands first, so a stream of ready answers can
+        // neither starve the commit nor delay a cancel.
+        match future::select(future::select(Box::pin(written), rx.next()), answer).await {
+            Either::Left((Either::Left((r, _)), _)) => Event::Written(r),
+            Either::Left((Either::Right((c, _)), _)) => Event::Command(c),
+            Either::Right((a, _)) => Event::Answer(a),
         }
     }
 
@@ -606,7 +646,8 @@ impl<S: Store, C: Clock> Run<'_, S, C> {
         slot.stats.capacity = slot.capacity.round() as u32;
     }
 
-    /// Writes the batch with the progress record in one atomic write.
+    /// Writes everything complete now (after any write in progress), with the progress
+    /// record, in one atomic write.
     async fn commit(&mut self, on_progress: &mut dyn FnMut(&Progress)) -> Result<(), SyncError> {
         self.commit_with_frontier(None, on_progress).await
     }
@@ -617,42 +658,65 @@ impl<S: Store, C: Clock> Run<'_, S, C> {
         frontier: Option<Vec<Vec<u8>>>,
         on_progress: &mut dyn FnMut(&Progress),
     ) -> Result<(), SyncError> {
+        self.wait_for_write(on_progress).await?;
         let complete = self.sched.is_done();
         if self.sched.batch_bytes() == 0 && frontier.is_none() && !(complete && !self.meta.complete) {
             return Ok(());
         }
+        self.start_write(frontier);
+        self.wait_for_write(on_progress).await
+    }
+
+    async fn wait_for_write(&mut self, on_progress: &mut dyn FnMut(&Progress)) -> Result<(), SyncError> {
+        if let Some(mut writing) = self.writing.take() {
+            let result = (&mut writing.future).await;
+            self.write_done(writing, result, on_progress)?;
+        }
+        Ok(())
+    }
+
+    /// Starts writing the batch and the progress record it implies; only one at a time,
+    /// because a batch may hold parents of the previous batch's nodes.
+    fn start_write(&mut self, frontier: Option<Vec<Vec<u8>>>) {
+        debug_assert!(self.writing.is_none());
         let mut batch = self.sched.take_batch();
         batch.frontier = frontier;
         let mut meta = self.meta.clone();
-        let (mut nodes, mut node_bytes, mut codes, mut code_bytes) = (0u64, 0u64, 0u64, 0u64);
+        let mut counts = [0u64; 4];
         for (key, data) in &batch.items {
-            match key.kind {
-                Kind::Node => {
-                    nodes += 1;
-                    node_bytes += data.len() as u64;
-                }
-                Kind::Code => {
-                    codes += 1;
-                    code_bytes += data.len() as u64;
-                }
-            }
+            let at = if key.kind == Kind::Node { 0 } else { 2 };
+            counts[at] += 1;
+            counts[at + 1] += data.len() as u64;
         }
-        meta.nodes += nodes;
-        meta.node_bytes += node_bytes;
-        meta.codes += codes;
-        meta.code_bytes += code_bytes;
-        meta.complete = complete;
-        let t = self.clock.now_ms();
-        self.store.write(&batch, &meta).await?;
-        self.progress.timings.commit_ms += self.clock.now_ms() - t;
+        meta.nodes += counts[0];
+        meta.node_bytes += counts[1];
+        meta.codes += counts[2];
+        meta.code_bytes += counts[3];
+        meta.complete = self.sched.is_done();
+        let store = self.store;
+        let record = meta.clone();
+        let future = Box::pin(async move { store.write(&batch, &record).await });
+        self.writing = Some(Writing { future, meta, counts, started: self.clock.now_ms() });
+    }
+
+    /// A write landed: its items are in the store now, report them.
+    fn write_done(
+        &mut self,
+        writing: Writing<'a>,
+        result: Result<(), StoreError>,
+        on_progress: &mut dyn FnMut(&Progress),
+    ) -> Result<(), SyncError> {
+        result?;
+        self.progress.timings.commit_ms += self.clock.now_ms() - writing.started;
         self.sched.batch_written();
-        self.meta = meta;
+        let [nodes, node_bytes, codes, code_bytes] = writing.counts;
+        self.progress.complete = writing.meta.complete;
+        self.meta = writing.meta;
         self.progress.nodes += nodes;
         self.progress.node_bytes += node_bytes;
         self.progress.codes += codes;
         self.progress.code_bytes += code_bytes;
         self.progress.batches += 1;
-        self.progress.complete = complete;
         on_progress(&self.snapshot());
         Ok(())
     }
@@ -675,7 +739,10 @@ impl<S: Store, C: Clock> Run<'_, S, C> {
     ) -> Result<Progress, SyncError> {
         self.abandon_in_flight();
         match result {
-            Err(SyncError::Store(e)) => Err(SyncError::Store(e)),
+            Err(SyncError::Store(e)) => {
+                self.writing = None;
+                Err(SyncError::Store(e))
+            }
             other => {
                 // Keep the verified frontier for the next run (or clear it when done).
                 let mut frontier = self.sched.waiting();

@@ -39,6 +39,17 @@ impl ItemKey {
     }
 }
 
+impl std::fmt::Display for ItemKey {
+    /// `node 0x…` or `code 0x…`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            Kind::Node => "node",
+            Kind::Code => "code",
+        };
+        write!(f, "{kind} {}", self.hash)
+    }
+}
+
 /// Verified, complete items to write together, children before parents.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Batch {

@@ -13,10 +13,10 @@ use std::collections::HashSet;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WalkError {
     /// An item on the path is not in the store (not synced yet).
-    #[error("{0:?} is missing from the store")]
+    #[error("{0} is missing from the store")]
     Missing(ItemKey),
     /// An item's bytes do not hash to its key: the store is damaged.
-    #[error("{0:?} does not hash to its key")]
+    #[error("{0} does not hash to its key")]
     Corrupt(ItemKey),
     /// A node on the path does not decode.
     #[error("bad node: {0}")]
