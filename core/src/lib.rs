@@ -14,6 +14,7 @@ pub mod synthetic;
 
 pub use hash::{keccak256, H256, EMPTY_CODE_HASH, EMPTY_ROOT};
 pub mod peer;
+pub mod rlp_reader;
 pub mod store;
 pub mod scheduler;
 pub mod driver;

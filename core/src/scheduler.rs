@@ -251,29 +251,38 @@ impl Scheduler {
     /// As [`Scheduler::process`], with `hash` already computed by the caller as
     /// keccak256(blob): callers that hash must pass exactly that.
     pub fn process_hashed(&mut self, hash: H256, blob: Vec<u8>) -> Result<ItemKey, ProcessError> {
-        let mut taken = None;
-        for key in [ItemKey::node(hash), ItemKey::code(hash)] {
-            match self.requests.get(&key).map(|r| r.state) {
-                Some(State::Queued | State::Fetching) => {
-                    taken = Some(key);
-                    break;
+        let keys = [ItemKey::node(hash), ItemKey::code(hash)];
+        // The same bytes can be wanted as a node and as a code (a contract whose code is a
+        // node's encoding): both requests take them.
+        let wanted: Vec<ItemKey> = keys.iter().copied().filter(|k| self.wants(k)).collect();
+        match wanted.as_slice() {
+            [] => {
+                let seen = keys.iter().any(|k| {
+                    self.requests.get(k).is_some_and(|r| r.state == State::Waiting)
+                        || self.batch_keys.contains(k)
+                        || self.flushing.contains(k)
+                });
+                if seen {
+                    return self.duplicate(hash);
                 }
-                Some(State::Waiting) => return self.duplicate(hash),
-                Some(State::Checking) | None => {
-                    if self.batch_keys.contains(&key) || self.flushing.contains(&key) {
-                        return self.duplicate(hash);
-                    }
-                }
+                self.stats.not_requested += 1;
+                Err(ProcessError::NotRequested(hash))
             }
+            [key] => self.deliver(*key, blob).map(|()| *key),
+            [node, code] => {
+                self.deliver(*code, blob.clone())?;
+                self.deliver(*node, blob).map(|()| *node)
+            }
+            _ => unreachable!("two keys at most"),
         }
-        let Some(key) = taken else {
-            self.stats.not_requested += 1;
-            return Err(ProcessError::NotRequested(hash));
-        };
+    }
+
+    /// Takes verified bytes for a wanted item: schedules its children, or completes it.
+    fn deliver(&mut self, key: ItemKey, blob: Vec<u8>) -> Result<(), ProcessError> {
         if key.kind == Kind::Code {
             self.requests.get_mut(&key).expect("present").data = Some(blob);
             self.complete(key, true);
-            return Ok(key);
+            return Ok(());
         }
         let (trie, depth, path) = {
             let r = &self.requests[&key];
@@ -281,7 +290,7 @@ impl Scheduler {
         };
         let mut children = Vec::new();
         collect_children(&blob, trie, depth, &path, &mut children)
-            .map_err(|e| e.with_hash(hash))?;
+            .map_err(|e| e.with_hash(key.hash))?;
         let mut deps = 0;
         for child in children {
             if self.link_child(key, child) {
@@ -295,7 +304,7 @@ impl Scheduler {
         if deps == 0 {
             self.complete(key, true);
         }
-        Ok(key)
+        Ok(())
     }
 
     fn duplicate(&mut self, hash: H256) -> Result<ItemKey, ProcessError> {

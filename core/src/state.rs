@@ -2,7 +2,8 @@
 
 use crate::builder::{build_trie, NodeMap};
 use crate::hash::{keccak256, H256, EMPTY_CODE_HASH, EMPTY_ROOT};
-use rlp::{Rlp, RlpStream};
+use crate::rlp_reader::Item;
+use rlp::RlpStream;
 use std::collections::{BTreeMap, HashMap};
 
 /// An account as the state trie stores it: `RLP([nonce, balance, storageRoot, codeHash])`.
@@ -46,33 +47,30 @@ impl Account {
         s.out().to_vec()
     }
 
-    /// Decodes a leaf value strictly (canonical integers, exact lengths, no trailing bytes).
+    /// Decodes a leaf value strictly (canonical RLP and integers, exact lengths, no
+    /// trailing bytes).
     pub fn decode(bytes: &[u8]) -> Result<Account, AccountError> {
-        let rlp = Rlp::new(bytes);
-        let bad = |e: rlp::DecoderError| AccountError::Rlp(e.to_string());
-        let info = rlp.payload_info().map_err(bad)?;
-        if info.total() != bytes.len() || !rlp.is_list() || rlp.item_count().map_err(bad)? != 4 {
+        let bad = |e: crate::rlp_reader::RlpError| AccountError::Rlp(e.to_string());
+        let top = Item::parse(bytes).map_err(bad)?;
+        if !top.is_list {
             return Err(AccountError::Shape);
         }
-        let field = |i: usize| -> Result<&[u8], AccountError> {
-            let item = rlp.at(i).map_err(bad)?;
-            if item.is_list() {
-                return Err(AccountError::Shape);
-            }
-            item.data().map_err(bad)
+        let items = top.items().map_err(bad)?;
+        let [nonce, balance, storage_root, code_hash] = items.as_slice() else {
+            return Err(AccountError::Shape);
         };
-        let nonce_bytes = field(0)?;
-        canonical_int(nonce_bytes, 8).ok_or(AccountError::Integer("nonce"))?;
-        let balance_bytes = field(1)?;
+        fn field<'a>(item: &Item<'a>) -> Result<&'a [u8], AccountError> {
+            item.bytes().map_err(|_| AccountError::Shape)
+        }
+        let nonce = nonce.u64().map_err(|_| AccountError::Integer("nonce"))?;
+        let balance_bytes = field(balance)?;
         canonical_int(balance_bytes, 32).ok_or(AccountError::Integer("balance"))?;
         let mut balance = [0u8; 32];
         balance[32 - balance_bytes.len()..].copy_from_slice(balance_bytes);
         let storage_root =
-            H256::from_slice(field(2)?).ok_or(AccountError::HashLength("storageRoot"))?;
-        let code_hash = H256::from_slice(field(3)?).ok_or(AccountError::HashLength("codeHash"))?;
-        let mut n = [0u8; 8];
-        n[8 - nonce_bytes.len()..].copy_from_slice(nonce_bytes);
-        Ok(Account { nonce: u64::from_be_bytes(n), balance, storage_root, code_hash })
+            H256::from_slice(field(storage_root)?).ok_or(AccountError::HashLength("storageRoot"))?;
+        let code_hash = H256::from_slice(field(code_hash)?).ok_or(AccountError::HashLength("codeHash"))?;
+        Ok(Account { nonce, balance, storage_root, code_hash })
     }
 
     /// Balance as `0x`-prefixed minimal hex (`0x0` for zero).

@@ -106,9 +106,9 @@ pub async fn storage<S: Store>(
     let Some(acc) = account(store, root, address).await? else { return Ok(None) };
     let mut word = [0u8; 32];
     if let Some(v) = lookup(store, acc.storage_root, &keccak256(slot).0).await? {
-        let rlp = rlp::Rlp::new(&v);
-        let bytes = rlp.data().map_err(|e| NodeError::Rlp(e.to_string()))?;
-        if bytes.len() > 32 || rlp.as_raw().len() != v.len() {
+        let item = crate::rlp_reader::Item::parse(&v).map_err(NodeError::from)?;
+        let bytes = item.bytes().map_err(NodeError::from)?;
+        if bytes.len() > 32 {
             return Err(WalkError::BadNode(NodeError::Rlp("storage value is not a word".into())));
         }
         word[32 - bytes.len()..].copy_from_slice(bytes);

@@ -2,7 +2,8 @@
 //! so that the reference peer, the browser transports and the fuzzers share one codec.
 
 use crate::hash::H256;
-use rlp::{Rlp, RlpStream};
+use crate::rlp_reader::{Item, RlpError};
+use rlp::RlpStream;
 
 /// Most hashes one request may carry.
 pub const MAX_HASHES: usize = 384;
@@ -44,57 +45,45 @@ pub enum WireError {
     Json(String),
 }
 
-impl From<rlp::DecoderError> for WireError {
-    fn from(e: rlp::DecoderError) -> Self {
+impl From<RlpError> for WireError {
+    fn from(e: RlpError) -> Self {
         WireError::Rlp(e.to_string())
     }
 }
 
-/// Parses `bytes` as exactly one RLP list (no trailing bytes).
-fn whole_list(bytes: &[u8]) -> Result<Rlp<'_>, WireError> {
-    let rlp = Rlp::new(bytes);
-    let info = rlp.payload_info()?;
-    if info.total() != bytes.len() {
-        return Err(WireError::Rlp("trailing bytes or truncated item".into()));
-    }
-    if !rlp.is_list() {
+/// Parses `bytes` as exactly one RLP list (no trailing bytes) and reads its items.
+fn whole_list(bytes: &[u8]) -> Result<Vec<Item<'_>>, WireError> {
+    let top = Item::parse(bytes)?;
+    if !top.is_list {
         return Err(WireError::Shape("expected a list"));
     }
-    Ok(rlp)
+    Ok(top.items()?)
 }
 
-fn hashes_of(list: &Rlp<'_>) -> Result<Vec<H256>, WireError> {
-    let count = list.item_count()?;
-    if count == 0 {
+fn hashes_of(list: &[Item<'_>]) -> Result<Vec<H256>, WireError> {
+    if list.is_empty() {
         return Err(WireError::Empty);
     }
-    if count > MAX_HASHES {
-        return Err(WireError::TooMany { count, max: MAX_HASHES });
+    if list.len() > MAX_HASHES {
+        return Err(WireError::TooMany { count: list.len(), max: MAX_HASHES });
     }
-    (0..count)
-        .map(|i| {
-            let item = list.at(i)?;
-            if item.is_list() {
-                return Err(WireError::Shape("hash must be a string"));
-            }
-            let data = item.data()?;
+    list.iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let data = item.bytes().map_err(|_| WireError::Shape("hash must be a string"))?;
             H256::from_slice(data).ok_or(WireError::HashLength { index: i, len: data.len() })
         })
         .collect()
 }
 
-fn blobs_of(list: &Rlp<'_>, max_items: usize) -> Result<Vec<Vec<u8>>, WireError> {
-    let count = list.item_count()?;
-    if count > max_items {
-        return Err(WireError::TooMany { count, max: max_items });
+fn blobs_of(list: &[Item<'_>], max_items: usize) -> Result<Vec<Vec<u8>>, WireError> {
+    if list.len() > max_items {
+        return Err(WireError::TooMany { count: list.len(), max: max_items });
     }
-    (0..count)
-        .map(|i| {
-            let item = list.at(i)?;
-            if item.is_list() {
-                return Err(WireError::Shape("blob must be a string"));
-            }
-            Ok(item.data()?.to_vec())
+    list.iter()
+        .map(|item| {
+            let data = item.bytes().map_err(|_| WireError::Shape("blob must be a string"))?;
+            Ok(data.to_vec())
         })
         .collect()
 }
@@ -146,17 +135,16 @@ pub fn encode_ws_request(id: u64, hashes: &[H256]) -> Vec<u8> {
     s.out().to_vec()
 }
 
-fn ws_envelope(bytes: &[u8]) -> Result<(u64, Rlp<'_>), WireError> {
-    let rlp = whole_list(bytes)?;
-    if rlp.item_count()? != 2 {
+fn ws_envelope(bytes: &[u8]) -> Result<(u64, Vec<Item<'_>>), WireError> {
+    let top = whole_list(bytes)?;
+    let [id, list] = top.as_slice() else {
         return Err(WireError::Shape("expected [requestId, list]"));
-    }
-    let id: u64 = rlp.val_at(0)?;
-    let list = rlp.at(1)?;
-    if !list.is_list() {
+    };
+    let id = id.u64()?;
+    if !list.is_list {
         return Err(WireError::Shape("expected a list after the request id"));
     }
-    Ok((id, list))
+    Ok((id, list.items()?))
 }
 
 /// Reads a WebSocket request.

@@ -2,7 +2,7 @@
 
 use super::hex_prefix_decode;
 use crate::hash::H256;
-use rlp::Rlp;
+use crate::rlp_reader::{Item, RlpError};
 
 /// Why bytes are not a trie node.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,8 +42,8 @@ pub enum NodeError {
     EmptyExtensionChild,
 }
 
-impl From<rlp::DecoderError> for NodeError {
-    fn from(e: rlp::DecoderError) -> Self {
+impl From<RlpError> for NodeError {
+    fn from(e: RlpError) -> Self {
         NodeError::Rlp(e.to_string())
     }
 }
@@ -100,38 +100,33 @@ impl<'a> Node<'a> {
     }
 }
 
-/// Decodes one node, refusing non-canonical shapes and trailing bytes.
+/// Decodes one node, refusing non-canonical RLP and shapes, and trailing bytes.
 pub fn decode_node(bytes: &[u8]) -> Result<Node<'_>, NodeError> {
-    let rlp = Rlp::new(bytes);
-    let info = rlp.payload_info()?;
-    if info.total() != bytes.len() {
-        return Err(if info.total() > bytes.len() {
-            NodeError::Rlp("item longer than the input".into())
-        } else {
-            NodeError::TrailingBytes(bytes.len() - info.total())
-        });
+    let (top, rest) = crate::rlp_reader::read(bytes)?;
+    if !rest.is_empty() {
+        return Err(NodeError::TrailingBytes(rest.len()));
     }
-    if !rlp.is_list() {
+    if !top.is_list {
         return Err(NodeError::NotAList);
     }
-    match rlp.item_count()? {
+    let items = top.items()?;
+    match items.len() {
         17 => {
             let mut children = [ChildRef::Empty; 16];
-            for (i, slot) in children.iter_mut().enumerate() {
-                *slot = child_ref(rlp.at(i)?)?;
+            for (slot, item) in children.iter_mut().zip(&items) {
+                *slot = child_ref(item)?;
             }
-            let value = string(&rlp.at(16)?)?;
+            let value = string(&items[16])?;
             Ok(Node::Branch { children, value: (!value.is_empty()).then_some(value) })
         }
         2 => {
-            let (path, leaf) = hex_prefix_decode(string(&rlp.at(0)?)?)?;
-            let second = rlp.at(1)?;
+            let (path, leaf) = hex_prefix_decode(string(&items[0])?)?;
             if leaf {
-                Ok(Node::Leaf { path, value: string(&second)? })
+                Ok(Node::Leaf { path, value: string(&items[1])? })
             } else if path.is_empty() {
                 Err(NodeError::EmptyExtension)
             } else {
-                match child_ref(second)? {
+                match child_ref(&items[1])? {
                     ChildRef::Empty => Err(NodeError::EmptyExtensionChild),
                     child => Ok(Node::Extension { path, child }),
                 }
@@ -141,27 +136,22 @@ pub fn decode_node(bytes: &[u8]) -> Result<Node<'_>, NodeError> {
     }
 }
 
-fn string<'a>(item: &Rlp<'a>) -> Result<&'a [u8], NodeError> {
-    if item.is_list() {
-        return Err(NodeError::ExpectedString);
-    }
-    Ok(item.data()?)
+fn string<'a>(item: &Item<'a>) -> Result<&'a [u8], NodeError> {
+    item.bytes().map_err(|_| NodeError::ExpectedString)
 }
 
-fn child_ref(item: Rlp<'_>) -> Result<ChildRef<'_>, NodeError> {
-    if item.is_list() {
-        let raw = item.as_raw();
-        if raw.len() >= 32 {
-            return Err(NodeError::OversizedEmbedded(raw.len()));
+fn child_ref<'a>(item: &Item<'a>) -> Result<ChildRef<'a>, NodeError> {
+    if item.is_list {
+        if item.raw.len() >= 32 {
+            return Err(NodeError::OversizedEmbedded(item.raw.len()));
         }
         // Validate the embedded node now so a walk never meets a bad one later.
-        decode_node(raw)?;
-        return Ok(ChildRef::Inline(raw));
+        decode_node(item.raw)?;
+        return Ok(ChildRef::Inline(item.raw));
     }
-    let data = item.data()?;
-    match data.len() {
+    match item.payload.len() {
         0 => Ok(ChildRef::Empty),
-        32 => Ok(ChildRef::Hash(H256::from_slice(data).expect("32 bytes"))),
+        32 => Ok(ChildRef::Hash(H256::from_slice(item.payload).expect("32 bytes"))),
         n => Err(NodeError::BadReference(n)),
     }
 }
