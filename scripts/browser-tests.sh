@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Browser tests of the triesync crate: builds the reference peer, starts one peer per
-# configuration on 127.0.0.1 (good mainnet-genesis, good bt-block504980, hostile ones),
+# configuration on 127.0.0.1 (good mainnet-genesis, good bt-block504980, hostile ones,
+# flooding ones),
 # passes their URLs to the wasm tests at build time (option_env!), runs
 # `wasm-pack test --headless --chrome crate` against real IndexedDB, and stops the peers on
 # exit however it exits.
@@ -85,6 +86,22 @@ useless+=("$started_url")
 start_peer empty --state "$states/mainnet-genesis.json" --fault-seed 7 --omit 1.0
 useless+=("$started_url")
 export TRIESYNC_PEER_USELESS=$(IFS=,; echo "${useless[*]}")
+
+# Flooding peers (each serving mainnet genesis): a 100 MB answer, an answer that never
+# ends, one blob 1000 times, 1000 blobs nobody asked for, 1000 unsolicited WebSocket
+# answers before each answer. Every request is flooded.
+floods=()
+start_peer flood100m --state "$states/mainnet-genesis.json" --fault-seed 11 --flood-bytes 100m
+floods+=("bytes=$started_url")
+start_peer endless --state "$states/mainnet-genesis.json" --fault-seed 12 --endless-body
+floods+=("endless=$started_url")
+start_peer repeat --state "$states/mainnet-genesis.json" --fault-seed 13 --repeat-blob 1000
+floods+=("repeat=$started_url")
+start_peer unasked --state "$states/mainnet-genesis.json" --fault-seed 14 --extra 1000
+floods+=("unasked=$started_url")
+start_peer wsflood --state "$states/mainnet-genesis.json" --fault-seed 15 --ws-flood 1000
+floods+=("wsflood=$started_url")
+export TRIESYNC_PEER_FLOODS=$(IFS=,; echo "${floods[*]}")
 
 echo "running the browser tests (headless Chromium)"
 export CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}

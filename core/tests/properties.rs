@@ -22,7 +22,7 @@ use triesync_core::driver::{SyncConfig, Syncer};
 use triesync_core::nodes::{decode_node, encode_branch, encode_extension, encode_leaf, Node, NodeRef};
 use triesync_core::scheduler::{ProcessError, Scheduler};
 use triesync_core::state::{build_state, Account, BuiltState, GenesisAccount};
-use triesync_core::store::{ItemKey, MemoryStore};
+use triesync_core::store::{ItemKey, Kind, MemoryStore};
 use triesync_core::testing::{Behaviour, MemoryPeer, ThreadClock};
 use triesync_core::{keccak256, wire, H256, EMPTY_CODE_HASH, EMPTY_ROOT};
 
@@ -354,7 +354,7 @@ fn scheduler_syncs_fixtures_under_random_programs() {
 #[test]
 fn scheduler_syncs_generated_states() {
     let mut rng = Rng::new(5);
-    let mut sizes = 0;
+    let (mut sizes, mut duals) = (0, 0);
     for _ in 0..800 * scale() {
         let n = rng.below(600);
         let data = rng.bytes(n);
@@ -362,22 +362,23 @@ fn scheduler_syncs_generated_states() {
         let check = input.byte() & 1 == 1;
         let state = generated_state(&mut input);
         sizes += state.items.len();
+        let twin = |k: &ItemKey| state.get(&ItemKey::node(k.hash)).is_some();
+        duals += usize::from(state.items.iter().any(|(k, _)| k.kind == Kind::Code && twin(k)));
         SchedulerRun::new(&state, check).run(&mut input);
     }
     assert!(sizes > 800 * scale(), "generated states are too small to test anything");
+    assert!(duals > 0, "no generated state had a code equal to a node");
 }
 
 // ---- findings of the fuzzers (FUZZING.md) ----
 //
-// The decoders accept some RLP that is not canonical (rlp 0.6's `item_count` stops at the
-// first item that does not parse, and `data()` takes `0x81 b` for b < 0x80). Until core
-// refuses them, the checks tolerate exactly these two flaws (`checks::KNOWN_FLAWS`), the
-// tests below that pin the wanted behaviour are ignored, and `known_flaws_are_classified`
-// keeps the tolerance from hiding anything else. Run them with
-// `cargo test -p triesync-core --test properties -- --ignored`.
+// The decoders used to accept some RLP that is not canonical (rlp 0.6's `item_count` stops
+// at the first item that does not parse, and `data()` takes `0x81 b` for b < 0x80), and the
+// scheduler refused the bytes of a wanted code while the same bytes were a node waiting
+// for its children. Both were fixed in core (5241a08); these are the regression tests.
 
 /// Minimised inputs the fuzz targets found (and hand-made ones of the same classes).
-const NONCANONICAL_ACCEPTED: &[(&str, &str, RlpFlaw)] = &[
+const NONCANONICAL: &[(&str, &str, RlpFlaw)] = &[
     // decode_node: leaf [0x20, 0x01] followed, inside the list, by a cut-off string header.
     ("decode_node", "c3200181", RlpFlaw::JunkInList),
     // decode_node: leaf whose value 0x05 is written as 0x81 0x05.
@@ -420,11 +421,11 @@ fn accepts(decoder: &str, bytes: &[u8]) -> bool {
     }
 }
 
-/// The regression inputs: never a panic, and each is non-canonical in exactly the way it
-/// is listed (so the tolerance of the checks covers those two flaws and nothing more).
+/// The regression inputs are non-canonical in exactly the way listed, and no check panics
+/// on them.
 #[test]
-fn known_flaws_are_classified() {
-    for (decoder, input, flaw) in NONCANONICAL_ACCEPTED {
+fn noncanonical_inputs_are_classified() {
+    for (decoder, input, flaw) in NONCANONICAL {
         let bytes = unhex(input);
         assert_eq!(rlp_canonical(&bytes), Err(*flaw), "{decoder} {input}");
         check_all_decoders(&bytes);
@@ -497,11 +498,11 @@ fn fixture_real_states() -> Vec<RealState> {
     vec![RealState::new(state.root, &state.nodes, &state.codes)]
 }
 
-/// FAILS today: every decoder that sees peer bytes accepts non-canonical RLP.
+/// Every decoder that sees peer bytes refuses non-canonical RLP (it accepted all of these
+/// before 5241a08).
 #[test]
-#[ignore = "known bug in core/src (FUZZING.md): decoders accept non-canonical RLP"]
 fn decoders_refuse_noncanonical_rlp() {
-    let accepted: Vec<String> = NONCANONICAL_ACCEPTED
+    let accepted: Vec<String> = NONCANONICAL
         .iter()
         .filter(|(decoder, input, _)| accepts(decoder, &unhex(input)))
         .map(|(decoder, input, flaw)| format!("{decoder} accepted {input} ({flaw:?})"))
@@ -529,16 +530,15 @@ fn code_equal_to_storage_root() -> BuiltState {
     state
 }
 
-/// The scheduler part of that finding, which the checks tolerate (`SchedulerRun::dual`):
-/// both keys are fetched, the first delivery of the bytes is taken for the node, and while
-/// the node waits for its children (and until its batch is written) every delivery for the
-/// still-wanted code key is refused as `AlreadyProcessed`.
+/// The scheduler part of the second finding: both keys are fetched, and the first delivery
+/// of the bytes is taken for both (it used to be taken for the node only, and every
+/// delivery for the still-wanted code refused as `AlreadyProcessed` while the node waited).
 #[test]
-fn same_bytes_as_node_and_code_are_refused_while_the_node_waits() {
+fn same_bytes_as_node_and_code_are_taken_for_both() {
     let state = code_equal_to_storage_root();
     let real = RealState::new(state.root, &state.nodes, &state.codes);
     let mut sched = Scheduler::new(state.root, true);
-    let mut refused_while_wanted = None;
+    let mut both_wanted = None;
     for _ in 0..64 {
         for key in sched.pending_checks(usize::MAX) {
             sched.resolve_check(key, false);
@@ -548,28 +548,32 @@ fn same_bytes_as_node_and_code_are_refused_while_the_node_waits() {
             break;
         }
         for key in keys {
+            let (node, code) = (ItemKey::node(key.hash), ItemKey::code(key.hash));
+            let wanted = (sched.wants(&node), sched.wants(&code));
             let blob = real.get(&key).unwrap().to_vec();
-            if let Err(ProcessError::AlreadyProcessed(h)) = sched.process(blob) {
-                if sched.wants(&ItemKey::code(h)) {
-                    refused_while_wanted = Some(h);
+            match sched.process(blob) {
+                Ok(_) => {
+                    assert!(!sched.wants(&node) && !sched.wants(&code), "{key:?}: a key still wanted");
+                    if wanted == (true, true) {
+                        both_wanted = Some(key.hash);
+                    }
                 }
+                Err(ProcessError::AlreadyProcessed(_)) => assert_eq!(wanted, (false, false)),
+                Err(e) => panic!("{key:?}: {e}"),
             }
         }
+        let _ = sched.take_batch();
+        sched.batch_written();
     }
-    let h = refused_while_wanted.expect("a delivery for the wanted code key was refused");
+    let h = both_wanted.expect("the node and the code were wanted at once");
     assert!(state.codes.contains_key(&h) && state.nodes.contains_key(&h));
-    // Nothing else to fetch, the code still in flight, the sync not done: only a retry
-    // after the node's batch is written gets it in.
-    assert!(!sched.is_done());
-    assert!(sched.wants(&ItemKey::code(h)));
-    // The invariant-checking run still completes it (it retries and flushes every round).
+    assert!(sched.is_done());
     SchedulerRun::new(&real, true).run(&mut Input::new(&[]));
 }
 
-/// FAILS today: an honest peer cannot complete the sync of that state; the driver ends
-/// with `Unavailable` for the code (it counts the refused delivery as an omission).
+/// An honest peer completes the sync of that state (before 5241a08 the driver ended with
+/// `Unavailable` for the code: it counted the refused delivery as an omission).
 #[test]
-#[ignore = "known bug in core/src (FUZZING.md): code equal to a node's bytes stalls the sync"]
 fn driver_syncs_code_equal_to_a_node() {
     let state = code_equal_to_storage_root();
     let store = MemoryStore::new();

@@ -59,10 +59,6 @@ pub enum RlpFlaw {
     TooDeep,
 }
 
-/// The flaws that core's decoders are known to let through (FUZZING.md, "Findings"):
-/// tolerated by the checks unless `TRIESYNC_STRICT_RLP` is set in the environment.
-pub const KNOWN_FLAWS: [RlpFlaw; 2] = [RlpFlaw::JunkInList, RlpFlaw::SingleByteIndirection];
-
 /// Whether `bytes` is exactly one canonical RLP item (strings and lists, recursively).
 pub fn rlp_canonical(bytes: &[u8]) -> Result<(), RlpFlaw> {
     let len = rlp_item(bytes, 0)?;
@@ -126,19 +122,11 @@ fn long_len(bytes: &[u8], len_of_len: usize) -> Result<usize, RlpFlaw> {
     Ok(len)
 }
 
-fn strict_rlp() -> bool {
-    static STRICT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *STRICT.get_or_init(|| std::env::var_os("TRIESYNC_STRICT_RLP").is_some())
-}
-
-/// Called when a decoder accepted `data`: Ok(()) when the bytes are canonical RLP (the
-/// caller then checks the re-encoding), Err(flaw) for a known, tolerated flaw; panics on
-/// any other flaw (or on any flaw at all under `TRIESYNC_STRICT_RLP`).
-pub fn accepted_rlp(what: &str, data: &[u8]) -> Result<(), RlpFlaw> {
-    match rlp_canonical(data) {
-        Ok(()) => Ok(()),
-        Err(flaw) if KNOWN_FLAWS.contains(&flaw) && !strict_rlp() => Err(flaw),
-        Err(flaw) => panic!("{what} accepted RLP that is not canonical ({flaw:?}): {}", short_hex(data)),
+/// Called when a decoder accepted `data`: panics unless the bytes are canonical RLP (the
+/// caller then checks that the re-encoding gives the same bytes).
+pub fn accepted_rlp(what: &str, data: &[u8]) {
+    if let Err(flaw) = rlp_canonical(data) {
+        panic!("{what} accepted RLP that is not canonical ({flaw:?}): {}", short_hex(data));
     }
 }
 
@@ -171,9 +159,7 @@ pub fn encode_node(node: &Node<'_>) -> Vec<u8> {
 /// bytes were accepted.
 pub fn check_node(data: &[u8]) -> bool {
     let Ok(node) = decode_node(data) else { return false };
-    if accepted_rlp("decode_node", data).is_err() {
-        return true;
-    }
+    accepted_rlp("decode_node", data);
     assert_eq!(encode_node(&node), data, "decode_node accepted a non-canonical encoding: {node:?}");
     match &node {
         Node::Leaf { path, .. } => assert!(path.iter().all(|&n| n < 16)),
@@ -198,9 +184,7 @@ pub fn check_node(data: &[u8]) -> bool {
 /// same bytes (so integers were canonical and nothing trailed).
 pub fn check_account(data: &[u8]) -> bool {
     let Ok(account) = Account::decode(data) else { return false };
-    if accepted_rlp("Account::decode", data).is_err() {
-        return true;
-    }
+    accepted_rlp("Account::decode", data);
     assert_eq!(account.encode(), data, "Account::decode accepted a non-canonical encoding");
     assert_eq!(Account::decode(&account.encode()), Ok(account.clone()));
     let hex = account.balance_hex();
@@ -212,9 +196,7 @@ pub fn check_account(data: &[u8]) -> bool {
 pub fn check_request(data: &[u8]) -> bool {
     let Ok(hashes) = wire::decode_request(data) else { return false };
     assert!(!hashes.is_empty() && hashes.len() <= wire::MAX_HASHES);
-    if accepted_rlp("decode_request", data).is_err() {
-        return true;
-    }
+    accepted_rlp("decode_request", data);
     assert_eq!(wire::encode_request(&hashes), data, "decode_request accepted a non-canonical body");
     true
 }
@@ -235,9 +217,7 @@ pub fn check_blobs(data: &[u8], max: usize) -> bool {
     }
     let Ok(blobs) = bounded else { return false };
     assert!(blobs.len() <= max);
-    if accepted_rlp("decode_blobs", data).is_err() {
-        return true;
-    }
+    accepted_rlp("decode_blobs", data);
     assert_eq!(wire::encode_blobs(&blobs), data, "decode_blobs accepted a non-canonical body");
     true
 }
@@ -246,9 +226,7 @@ pub fn check_blobs(data: &[u8], max: usize) -> bool {
 pub fn check_ws_request(data: &[u8]) -> bool {
     let Ok((id, hashes)) = wire::decode_ws_request(data) else { return false };
     assert!(!hashes.is_empty() && hashes.len() <= wire::MAX_HASHES);
-    if accepted_rlp("decode_ws_request", data).is_err() {
-        return true;
-    }
+    accepted_rlp("decode_ws_request", data);
     assert_eq!(wire::encode_ws_request(id, &hashes), data, "decode_ws_request: non-canonical");
     true
 }
@@ -269,9 +247,7 @@ pub fn check_ws_response(data: &[u8], max: usize) -> bool {
     }
     let Ok((id, blobs)) = bounded else { return false };
     assert!(blobs.len() <= max);
-    if accepted_rlp("decode_ws_response", data).is_err() {
-        return true;
-    }
+    accepted_rlp("decode_ws_response", data);
     assert_eq!(wire::encode_ws_response(id, &blobs), data, "decode_ws_response: non-canonical");
     true
 }
@@ -338,31 +314,12 @@ impl RealState {
         items.sort();
         let index = items.iter().enumerate().map(|(i, (k, _))| (*k, i)).collect();
         let mut state = RealState { root, items, index, deps: FastMap::default() };
-        if root == EMPTY_ROOT {
-            assert!(state.items.is_empty(), "empty root with items");
-            return state;
-        }
-        // Walk from the root, knowing which trie each node belongs to.
-        let mut account_trie: HashMap<ItemKey, bool> = HashMap::new();
-        let mut stack = vec![(ItemKey::node(root), true)];
-        while let Some((key, account)) = stack.pop() {
-            if let Some(&seen) = account_trie.get(&key) {
-                assert_eq!(seen, account, "{key:?} is in the account trie and a storage trie");
-                continue;
-            }
-            account_trie.insert(key, account);
-            let bytes = state.get(&key).unwrap_or_else(|| panic!("{key:?} reachable, not in the state"));
-            assert_eq!(keccak256(bytes), key.hash);
-            let mut deps = Vec::new();
-            if key.kind == Kind::Node {
-                node_deps(bytes, account, &mut deps);
-            }
-            for d in &deps {
-                stack.push((*d, account && d.kind == Kind::Node && !is_storage_root(bytes, d)));
-            }
-            state.deps.insert(key, deps);
-        }
-        assert_eq!(account_trie.len(), state.items.len(), "items not reachable from the root");
+        let deps = {
+            let view = &state;
+            walk(root, &|k: &ItemKey| view.get(k))
+        };
+        assert_eq!(deps.len(), state.items.len(), "items not reachable from the root");
+        state.deps = deps;
         state
     }
 
@@ -382,38 +339,58 @@ impl RealState {
     }
 }
 
-/// Whether `dep` is referenced by `bytes` (an account-trie node) as a storage root rather
-/// than as a trie child.
-fn is_storage_root(bytes: &[u8], dep: &ItemKey) -> bool {
-    let mut trie_children = Vec::new();
-    node_deps(bytes, false, &mut trie_children);
-    !trie_children.contains(dep)
+/// Walks the state from `root`, knowing which trie each node belongs to, and returns
+/// every reached item's direct dependencies. Panics on an item that is missing, does not
+/// hash to its key, or is both an account-trie node and a storage-trie node.
+fn walk<'a>(root: H256, get: &dyn Fn(&ItemKey) -> Option<&'a [u8]>) -> FastMap<ItemKey, Vec<ItemKey>> {
+    let mut deps: FastMap<ItemKey, Vec<ItemKey>> = FastMap::default();
+    let mut account_trie: FastMap<ItemKey, bool> = FastMap::default();
+    let mut stack = if root == EMPTY_ROOT { vec![] } else { vec![(ItemKey::node(root), true)] };
+    while let Some((key, account)) = stack.pop() {
+        if let Some(&seen) = account_trie.get(&key) {
+            assert_eq!(seen, account, "{key:?} is in the account trie and a storage trie");
+            continue;
+        }
+        account_trie.insert(key, account);
+        let bytes = get(&key).unwrap_or_else(|| panic!("{key:?} reachable, not in the state"));
+        assert_eq!(keccak256(bytes), key.hash, "{key:?} does not hash to its key");
+        let (mut children, mut leaf_refs) = (Vec::new(), Vec::new());
+        if key.kind == Kind::Node {
+            node_refs(bytes, account, &mut children, &mut leaf_refs);
+        }
+        stack.extend(children.iter().map(|c| (*c, account)));
+        stack.extend(leaf_refs.iter().map(|r| (*r, false)));
+        for r in leaf_refs {
+            push_unique(&mut children, r);
+        }
+        deps.insert(key, children);
+    }
+    deps
 }
 
-fn node_deps(bytes: &[u8], account: bool, out: &mut Vec<ItemKey>) {
+/// The hash children of a node (including those inside embedded nodes) and, for an
+/// account-trie node, the storage roots and codes of its accounts. Decodes once.
+fn node_refs(bytes: &[u8], account: bool, children: &mut Vec<ItemKey>, leaf_refs: &mut Vec<ItemKey>) {
     let node = decode_node(bytes).expect("a node of a real state decodes");
-    let mut values = Vec::new();
-    match &node {
-        Node::Leaf { value, .. } => values.push(*value),
-        Node::Branch { value: Some(v), .. } => values.push(*v),
-        _ => {}
-    }
+    let value = match &node {
+        Node::Leaf { value, .. } => Some(*value),
+        Node::Branch { value, .. } => *value,
+        Node::Extension { .. } => None,
+    };
     for (_, c) in node.children() {
         match c {
             ChildRef::Empty => {}
-            ChildRef::Hash(h) => push_unique(out, ItemKey::node(h)),
-            ChildRef::Inline(raw) => node_deps(raw, account, out),
+            ChildRef::Hash(h) => push_unique(children, ItemKey::node(h)),
+            ChildRef::Inline(raw) => node_refs(raw, account, children, leaf_refs),
         }
     }
-    if account {
-        for v in values {
-            let acc = Account::decode(v).expect("an account leaf of a real state decodes");
-            if acc.storage_root != EMPTY_ROOT {
-                push_unique(out, ItemKey::node(acc.storage_root));
-            }
-            if acc.code_hash != EMPTY_CODE_HASH {
-                push_unique(out, ItemKey::code(acc.code_hash));
-            }
+    if let (true, Some(v)) = (account, value) {
+        let acc = Account::decode(v).expect("an account leaf of a real state decodes");
+        if acc.storage_root != EMPTY_ROOT {
+            push_unique(leaf_refs, ItemKey::node(acc.storage_root));
+        }
+        if acc.code_hash != EMPTY_CODE_HASH {
+            push_unique(leaf_refs, ItemKey::code(acc.code_hash));
         }
     }
 }
@@ -477,7 +454,8 @@ pub struct RunStats {
 /// One sync of a [`RealState`] by a [`Scheduler`], driven by fuzz bytes, with every
 /// invariant checked at every step:
 /// * `process` never panics; it takes a blob only if its keccak256 is a key being fetched
-///   (queued or in flight), and then the blob is exactly the state's item;
+///   (queued or in flight), and then the blob is exactly the state's item and no key of
+///   that hash is wanted any more; it refuses nothing that is wanted;
 /// * a blob refused as `NotRequested` matched nothing wanted; a real node is never refused
 ///   as invalid;
 /// * `missing` hands out only keys of the state;
@@ -491,6 +469,9 @@ pub struct SchedulerRun<'s> {
     sched: Scheduler,
     check_nodes: bool,
     store: FastMap<ItemKey, Vec<u8>>,
+    /// A taken batch being written (as the driver does, in the background: the scheduler
+    /// goes on while its items are not in the store yet).
+    writing: Option<Vec<(ItemKey, Vec<u8>)>>,
     handed_out: FastSet<ItemKey>,
     /// Counters.
     pub stats: RunStats,
@@ -504,6 +485,7 @@ impl<'s> SchedulerRun<'s> {
             sched: Scheduler::new(state.root, check_nodes),
             check_nodes,
             store: FastMap::default(),
+            writing: None,
             handed_out: FastSet::default(),
             stats: RunStats::default(),
         }
@@ -566,8 +548,8 @@ impl<'s> SchedulerRun<'s> {
                     let keys: Vec<ItemKey> = keys.into_iter().skip(skip % 4).collect();
                     self.sched.retry(&keys);
                 }
-                8 | 9 => self.write_batch(),
-                10 => self.sched.batch_written(),
+                8 | 9 => self.take_batch(),
+                10 => self.write_done(),
                 _ => {
                     if input.byte() % 4 == 0 {
                         // Crash and resume: the unflushed batch and the frontier are lost,
@@ -576,6 +558,12 @@ impl<'s> SchedulerRun<'s> {
                         self.sched = Scheduler::new(self.state.root, true);
                         self.check_nodes = true;
                         self.handed_out.clear();
+                        // A write in progress is lost or done, all or nothing.
+                        if input.byte() % 2 == 0 {
+                            self.writing = None;
+                        } else if let Some(items) = self.writing.take() {
+                            self.store.extend(items);
+                        }
                     }
                 }
             }
@@ -596,7 +584,7 @@ impl<'s> SchedulerRun<'s> {
         let keys = self.sched.missing(max);
         for key in &keys {
             assert!(self.state.get(key).is_some(), "scheduler asked for {key:?}, not in the state");
-            if self.store.contains_key(key) && !self.dual(key) {
+            if self.store.contains_key(key) {
                 // Without store lookups (`check_nodes = false`) a subtrie shared by two
                 // parents is fetched again once its first copy was flushed: wasteful,
                 // harmless (content-addressed). With lookups it must not happen.
@@ -606,11 +594,6 @@ impl<'s> SchedulerRun<'s> {
             self.handed_out.insert(*key);
         }
         keys
-    }
-
-    /// A hash that is both a node and a code of the state (see [`SchedulerRun::feed`]).
-    fn dual(&self, key: &ItemKey) -> bool {
-        self.state.get(&ItemKey::node(key.hash)).is_some() && self.state.get(&ItemKey::code(key.hash)).is_some()
     }
 
     /// Delivers any blob through `Scheduler::process` (which hashes it) and checks the
@@ -642,6 +625,10 @@ impl<'s> SchedulerRun<'s> {
                 assert!(wanted.contains(&key), "took {key:?}, which was not being fetched");
                 assert_eq!(key.hash, hash);
                 assert_eq!(self.state.get(&key), Some(blob.as_slice()), "took bytes that are not the state's {key:?}");
+                // The same bytes wanted as a node and as a code are taken for both.
+                for k in &wanted {
+                    assert!(!self.sched.wants(k), "{k:?} still wanted after its bytes were taken");
+                }
                 self.stats.accepted += 1;
             }
             Err(ProcessError::NotRequested(h)) => {
@@ -651,31 +638,44 @@ impl<'s> SchedulerRun<'s> {
             }
             Err(ProcessError::AlreadyProcessed(h)) => {
                 assert_eq!(h, hash);
-                // A blob whose hash is wanted is taken, except when the same bytes are
-                // both a node and a code of the state (known: see FUZZING.md).
-                assert!(
-                    wanted.is_empty() || wanted.iter().all(|k| self.dual(k)),
-                    "refused {wanted:?} as already processed while fetching it"
-                );
+                assert!(wanted.is_empty(), "refused {wanted:?} as already processed while fetching it");
                 self.stats.duplicates += 1;
             }
             Err(e) => panic!("a blob of the state was refused: {e} (wanted {wanted:?})"),
         }
     }
 
-    /// Takes the batch and writes it to the store, checking each item.
-    pub fn write_batch(&mut self) {
+    /// Takes the batch for writing (unless a write is in progress: one at a time, as the
+    /// driver), checking each item: the state's, after all its dependencies (in the store
+    /// or earlier in the batch).
+    pub fn take_batch(&mut self) {
+        if self.writing.is_some() {
+            return;
+        }
         let batch = self.sched.take_batch();
         assert_eq!(batch.bytes, batch.items.iter().map(|(_, d)| d.len()).sum::<usize>());
-        for (key, data) in batch.items {
+        let mut earlier: FastSet<ItemKey> = FastSet::default();
+        for (key, data) in &batch.items {
             // The state's items hash to their keys (checked in RealState::new), so equal
             // bytes also mean the item hashes to its key.
-            assert_eq!(self.state.get(&key), Some(data.as_slice()), "batch item {key:?} is not the state's");
-            for dep in self.state.deps(&key) {
-                assert!(self.store.contains_key(dep), "{key:?} written before its dependency {dep:?}");
+            assert_eq!(self.state.get(key), Some(data.as_slice()), "batch item {key:?} is not the state's");
+            for dep in self.state.deps(key) {
+                assert!(
+                    self.store.contains_key(dep) || earlier.contains(dep),
+                    "{key:?} written before its dependency {dep:?}"
+                );
             }
-            self.store.insert(key, data);
-            self.stats.written += 1;
+            earlier.insert(*key);
+        }
+        self.stats.written += batch.items.len();
+        self.writing = Some(batch.items);
+    }
+
+    /// The write in progress is durable: into the store, and the scheduler is told.
+    pub fn write_done(&mut self) {
+        if let Some(items) = self.writing.take() {
+            self.store.extend(items);
+            self.sched.batch_written();
         }
     }
 
@@ -691,8 +691,9 @@ impl<'s> SchedulerRun<'s> {
                 let blob = self.state.get(&key).expect("checked in missing").to_vec();
                 self.feed_hashed(key.hash, blob);
             }
-            self.write_batch();
-            self.sched.batch_written();
+            self.write_done();
+            self.take_batch();
+            self.write_done();
             if self.sched.is_done() && self.sched.pending() == 0 {
                 break;
             }
@@ -733,6 +734,14 @@ pub fn generated_state(input: &mut Input<'_>) -> RealState {
         codes.insert(h, code);
         code_hashes.push(h);
     }
+    // Sometimes a code that is byte for byte a storage trie's root node (anyone can deploy
+    // such a contract): the same bytes are then wanted as a node and as a code.
+    if input.byte() % 4 == 0 {
+        if let Some(&root) = storage_roots.iter().find(|r| nodes.contains_key(r)) {
+            codes.insert(root, nodes[&root].clone());
+            code_hashes.push(root);
+        }
+    }
     let mut accounts = Vec::new();
     for _ in 0..input.byte() % 8 + 1 {
         let klen = usize::from(input.byte() % 3) + 1;
@@ -758,32 +767,17 @@ pub fn generated_state(input: &mut Input<'_>) -> RealState {
 impl RealState {
     /// As [`RealState::new`], keeping only the items reachable from `root`.
     pub fn reachable(root: H256, nodes: &HashMap<H256, Vec<u8>>, codes: &HashMap<H256, Vec<u8>>) -> Self {
-        let mut keep_nodes = HashMap::new();
-        let mut keep_codes = HashMap::new();
-        let mut stack = if root == EMPTY_ROOT { vec![] } else { vec![(ItemKey::node(root), true)] };
-        let mut seen = HashSet::new();
-        while let Some((key, account)) = stack.pop() {
-            if !seen.insert(key) {
-                continue;
+        let get = |k: &ItemKey| -> Option<&[u8]> {
+            match k.kind {
+                Kind::Node => nodes.get(&k.hash).map(Vec::as_slice),
+                Kind::Code => codes.get(&k.hash).map(Vec::as_slice),
             }
-            match key.kind {
-                Kind::Code => {
-                    keep_codes.insert(key.hash, codes[&key.hash].clone());
-                }
-                Kind::Node => {
-                    let bytes = nodes[&key.hash].clone();
-                    let mut trie_children = Vec::new();
-                    node_deps(&bytes, false, &mut trie_children);
-                    let mut all = Vec::new();
-                    node_deps(&bytes, account, &mut all);
-                    for d in all {
-                        let same_trie = trie_children.contains(&d);
-                        stack.push((d, account && same_trie));
-                    }
-                    keep_nodes.insert(key.hash, bytes);
-                }
-            }
-        }
-        RealState::new(root, &keep_nodes, &keep_codes)
+        };
+        let deps = walk(root, &get);
+        let mut items: Vec<(ItemKey, Vec<u8>)> =
+            deps.keys().map(|k| (*k, get(k).expect("walked").to_vec())).collect();
+        items.sort();
+        let index = items.iter().enumerate().map(|(i, (k, _))| (*k, i)).collect();
+        RealState { root, items, index, deps }
     }
 }

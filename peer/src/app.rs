@@ -272,6 +272,9 @@ impl App {
                 ans.blobs.push(Cow::Borrowed(blob));
             }
         }
+        if plan.flood {
+            faults::repeat_first(&mut ans.blobs, f.repeat_blob);
+        }
         let added = self.unasked(hashes, plan);
         ans.added = added.len();
         ans.blobs.extend(added);

@@ -75,6 +75,16 @@ FAULTS (RATE is a probability 0..1; same --fault-seed, same faults for the same 
   --unrequested RATE      per request: add 1-3 random real nodes and 1 random blob
   --extra N               add N real nodes nobody asked for to every answer
 
+FLOODS (hostile answers that are too big or never end; each applies to a request with
+probability --flood-rate, drawn from the same seeded sequence):
+  --flood-rate RATE       per request: whether the flood options apply (default 1)
+  --flood-bytes N         answer with a body (HTTP, JSON-RPC: streamed, chunked) or one
+                          WebSocket message of N bytes, the answer's blobs over and over
+  --endless-body          HTTP, JSON-RPC: stream the answer's blobs forever; WebSocket:
+                          send unsolicited answers until the socket closes
+  --ws-flood N            WebSocket: send N unsolicited answers (unknown ids) before each answer
+  --repeat-blob N         send the answer's first blob N times
+
 The first line on stdout is `listening http://HOST:PORT root 0x<root>`.
 ";
 
@@ -233,6 +243,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             "--unrequested" => o.faults.unrequested = parse_rate(&flag, &value()?)?,
             "--delay-ms" => o.faults.delay_ms = parse_num(&flag, &value()?)?,
             "--extra" => o.faults.extra = parse_num(&flag, &value()?)?,
+            "--flood-rate" => o.faults.flood_rate = Some(parse_rate(&flag, &value()?)?),
+            "--flood-bytes" => o.faults.flood_bytes = parse_count(&value()?)? as u64,
+            "--endless-body" => o.faults.endless_body = true,
+            "--ws-flood" => o.faults.ws_flood = parse_count(&value()?)?,
+            "--repeat-blob" => o.faults.repeat_blob = parse_count(&value()?)?,
             _ => return Err(format!("unknown argument {arg:?} (see --help)")),
         }
     }
@@ -282,6 +297,20 @@ mod tests {
         assert_eq!(o.faults.corrupt, 0.5);
         assert_eq!(o.faults.extra, 2);
         assert_eq!(o.log, LogLevel::Debug);
+        let Command::Run(o) = parse(args(
+            "--synthetic 100 --flood-bytes 100m --endless-body --ws-flood=1k --repeat-blob 1000 --flood-rate 0.5",
+        ))
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(o.faults.flood_bytes, 100_000_000);
+        assert!(o.faults.endless_body);
+        assert_eq!(o.faults.ws_flood, 1000);
+        assert_eq!(o.faults.repeat_blob, 1000);
+        assert_eq!(o.faults.flood_rate, Some(0.5));
+        assert!(o.faults.floods());
+        assert!(parse(args("--synthetic 100 --flood-rate 1.5")).is_err());
+        assert!(parse(args("--synthetic 100 --flood-bytes x")).is_err());
         assert!(parse(args("--synthetic 100 --corrupt 2")).is_err());
         assert!(parse(args("--synthetic 100 --state x")).is_err());
         assert!(parse(args("--port 1")).is_err());

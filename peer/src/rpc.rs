@@ -116,6 +116,16 @@ pub(crate) async fn handle(
             added += 1;
         }
     }
+    if plan.flood {
+        if batch {
+            faults::repeat_first(&mut out, app.faults.repeat_blob);
+        }
+        if app.faults.streams() {
+            let mut r = respond(200, "application/json", bytes::Bytes::new());
+            *r.body_mut() = faults::Body::Flood(faults::rpc_flood(&app.faults, &out));
+            return (r, format!("rpc {} calls fault flood", out.len()));
+        }
+    }
     let note = format!(
         "rpc {} answers, {found} found ({bytes} bytes), {added} added",
         out.len()

@@ -5,7 +5,7 @@ use crate::app::{App, LogLevel};
 use crate::faults::{self, RequestFault, Transport};
 use crate::rlpx;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
@@ -20,8 +20,8 @@ use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 
-/// The response type of every route.
-pub type Resp = Response<Full<Bytes>>;
+/// The response type of every route (a body sent at once, or a streamed flood fault).
+pub type Resp = Response<faults::Body>;
 
 /// Per-connection context: lets a handler close its own connection (the `close` fault).
 #[derive(Debug, Default)]
@@ -111,7 +111,7 @@ fn cors(mut resp: Resp) -> Resp {
 
 /// A response with a status, a content type and a body.
 pub fn respond(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(faults::Body::from(body.into()));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -324,6 +324,11 @@ async fn nodes(
     }
     let ans = app.answer(&hashes, &mut plan);
     app.count_sent(&ans.blobs);
+    if plan.flood && app.faults.streams() {
+        let mut r = respond(200, "application/octet-stream", Bytes::new());
+        *r.body_mut() = faults::Body::Flood(faults::nodes_flood(&app.faults, &ans.blobs));
+        return (r, format!("asked {} fault flood", hashes.len()));
+    }
     let body = rlpx::encode_blobs(&ans.blobs);
     let note = format!(
         "asked {} found {} sent {} ({} bytes) left out {} corrupted {} added {}",

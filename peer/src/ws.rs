@@ -80,8 +80,23 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> (Resp, String) {
 /// What a request task hands back to the socket loop (exactly one per request).
 enum Outcome {
     Send(Vec<u8>),
+    /// Several messages in a row (a flood fault: unsolicited answers, then the answer).
+    Many(Vec<Vec<u8>>),
+    /// Unsolicited answers until the socket fails (the endless flood fault).
+    Endless(faults::Rng),
     Nothing,
     Abort,
+}
+
+/// Some real nodes of the state, picked with `rng` (for unsolicited answers).
+fn sample_nodes<'a>(app: &'a App, rng: &mut faults::Rng, n: usize) -> Vec<&'a [u8]> {
+    let keys = &app.state.node_keys;
+    if keys.is_empty() {
+        return Vec::new();
+    }
+    (0..n)
+        .map(|_| app.state.built.nodes[&keys[rng.below(keys.len())]].as_slice())
+        .collect()
 }
 
 async fn run<S>(app: Arc<App>, io: S)
@@ -104,6 +119,28 @@ where
                     Outcome::Send(bytes) => {
                         if ws.send(Message::Binary(bytes.into())).await.is_err() {
                             break;
+                        }
+                    }
+                    Outcome::Many(messages) => {
+                        let mut failed = false;
+                        for m in messages {
+                            if ws.feed(Message::Binary(m.into())).await.is_err() {
+                                failed = true;
+                                break;
+                            }
+                        }
+                        if failed || ws.flush().await.is_err() {
+                            break;
+                        }
+                    }
+                    Outcome::Endless(mut rng) => {
+                        app.log(LogLevel::Debug, || "websocket: endless flood".into());
+                        let nodes = sample_nodes(&app, &mut rng, 64);
+                        loop {
+                            let m = faults::ws_unsolicited(&mut rng, &nodes);
+                            if ws.send(Message::Binary(m.into())).await.is_err() {
+                                return;
+                            }
                         }
                     }
                     Outcome::Nothing => {}
@@ -160,6 +197,26 @@ async fn answer(
         RequestFault::Close => Outcome::Abort,
         RequestFault::Garbage => Outcome::Send(faults::garbage(&mut plan.rng)),
         // HTTP-only faults never reach here (the plan is drawn for Transport::Ws).
+        RequestFault::None | RequestFault::Error500 | RequestFault::Html(_) if plan.flood => {
+            let ans = app.answer(hashes, &mut plan);
+            app.count_sent(&ans.blobs);
+            if app.faults.endless_body {
+                return Outcome::Endless(plan.rng);
+            }
+            let nodes = sample_nodes(app, &mut plan.rng, 64);
+            let mut out: Vec<Vec<u8>> = (0..app.faults.ws_flood)
+                .map(|_| faults::ws_unsolicited(&mut plan.rng, &nodes))
+                .collect();
+            out.push(if app.faults.flood_bytes > 0 {
+                faults::ws_flood_message(&app.faults, id, &ans.blobs)
+            } else {
+                rlpx::encode_ws_answer(id, &ans.blobs)
+            });
+            app.log(LogLevel::Debug, || {
+                format!("ws request {id}: flood of {} messages", out.len())
+            });
+            return Outcome::Many(out);
+        }
         RequestFault::None | RequestFault::Error500 | RequestFault::Html(_) => {
             let ans = app.answer(hashes, &mut plan);
             app.count_sent(&ans.blobs);

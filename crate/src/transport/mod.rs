@@ -248,7 +248,13 @@ pub(crate) async fn post(
     }
 }
 
-/// Reads a response body chunk by chunk, failing as soon as it passes `max_bytes`.
+/// Reads a response body as a stream, chunk by chunk, with a running count: as soon as it
+/// passes `max_bytes` the stream is cancelled (and the fetch aborted by the caller), so a
+/// peer that sends 100 MB, or a body that never ends, costs at most `max_bytes` read.
+///
+/// The chunks stay JavaScript `Uint8Array`s (garbage-collected) until the body is complete;
+/// only an accepted body is copied into wasm memory, in one allocation of its exact size.
+/// wasm memory never shrinks, so refused floods must never reach it.
 async fn read_body(resp: &web_sys::Response, max_bytes: usize) -> Result<Vec<u8>, PeerError> {
     if let Ok(Some(len)) = resp.headers().get("Content-Length") {
         if let Ok(len) = len.trim().parse::<usize>() {
@@ -261,7 +267,8 @@ async fn read_body(resp: &web_sys::Response, max_bytes: usize) -> Result<Vec<u8>
         return Ok(Vec::new());
     };
     let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
-    let mut out = Vec::new();
+    let chunks = js_sys::Array::new();
+    let mut total = 0usize;
     loop {
         let chunk = JsFuture::from(reader.read())
             .await
@@ -269,20 +276,27 @@ async fn read_body(resp: &web_sys::Response, max_bytes: usize) -> Result<Vec<u8>
         let done = Reflect::get(&chunk, &JsValue::from_str("done"))
             .map_err(|e| connection("read body", &e))?;
         if done.as_bool().unwrap_or(true) {
-            return Ok(out);
+            break;
         }
         let value = Reflect::get(&chunk, &JsValue::from_str("value"))
             .map_err(|e| connection("read body", &e))?;
         let bytes: Uint8Array = value.unchecked_into();
-        let len = bytes.length() as usize;
-        if out.len() + len > max_bytes {
+        total += bytes.length() as usize;
+        if total > max_bytes {
             let _ = reader.cancel();
-            return Err(PeerError::TooLarge(out.len() + len));
+            return Err(PeerError::TooLarge(total));
         }
-        let start = out.len();
-        out.resize(start + len, 0);
-        bytes.copy_to(&mut out[start..]);
+        chunks.push(&bytes);
     }
+    let mut out = vec![0u8; total];
+    let mut at = 0;
+    for chunk in chunks.iter() {
+        let bytes: Uint8Array = chunk.unchecked_into();
+        let len = bytes.length() as usize;
+        bytes.copy_to(&mut out[at..at + len]);
+        at += len;
+    }
+    Ok(out)
 }
 
 /// A boxed future of a peer answer.

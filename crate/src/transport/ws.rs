@@ -3,6 +3,11 @@
 //! ...]])`, many requests in flight, matched by id. When the socket closes every request
 //! waiting on it fails with [`PeerError::Connection`]; a dropped request is forgotten (its
 //! late answer is ignored).
+//!
+//! Floods: a message over the size cap closes the socket (its request fails as
+//! `TooLarge`) and is never copied into wasm memory; answers with ids nobody waits for are
+//! tolerated once per request given up on plus [`UNSOLICITED_SLACK`], then the socket is
+//! closed and the peer cut off (every later request fails at once, so the driver drops it).
 
 use super::{hashes, malformed, max_items, Answer, PeerSpec, TransportOptions};
 use futures::channel::oneshot;
@@ -48,13 +53,30 @@ struct Conn {
     /// Keys asked by each pending request.
     asked: HashMap<u64, usize>,
     max_bytes: usize,
+    /// Answers with an id nobody is waiting for that are still tolerated on this socket:
+    /// late answers of requests given up on (one each) plus a little slack. Past it the
+    /// peer is flooding.
+    late_allowance: u64,
+    /// Why this peer was cut off for flooding the socket with unsolicited answers: every
+    /// later request fails at once instead of reconnecting.
+    banned: Option<String>,
 }
+
+/// Unsolicited answers a socket tolerates besides the late ones.
+pub const UNSOLICITED_SLACK: u64 = 16;
 
 impl Conn {
     /// Removes a pending request, returning where its answer goes.
     fn take(&mut self, id: u64) -> Option<Reply> {
         self.asked.remove(&id);
         self.pending.remove(&id)
+    }
+
+    /// Cuts the peer off: the socket is closed, every request on it fails and later ones
+    /// fail at once.
+    fn ban(&mut self, reason: String) -> Option<Socket> {
+        self.banned = Some(reason.clone());
+        self.fail_all(PeerError::Malformed(reason))
     }
 
     /// Ends the current socket: every waiter and pending request gets `err`.
@@ -102,6 +124,7 @@ impl WsPeer {
     pub fn new(spec: &PeerSpec, options: TransportOptions) -> Self {
         let conn = Conn {
             max_bytes: options.max_response_bytes,
+            late_allowance: UNSOLICITED_SLACK,
             ..Conn::default()
         };
         WsPeer {
@@ -120,6 +143,11 @@ impl WsPeer {
     /// Whether a socket is open or opening (for tests).
     pub fn connected(&self) -> bool {
         self.conn.borrow().socket.is_some()
+    }
+
+    /// Why the peer was cut off for flooding, if it was (for tests).
+    pub fn banned(&self) -> Option<String> {
+        self.conn.borrow().banned.clone()
     }
 }
 
@@ -231,29 +259,45 @@ fn peek_id(prefix: &[u8]) -> Option<u64> {
 
 fn on_answer(c: &mut Conn, buf: &ArrayBuffer) -> Option<Socket> {
     let len = buf.byte_length() as usize;
+    // Only the first bytes are looked at before the answer is known to be wanted and
+    // within the cap: a flood never reaches wasm memory.
+    let prefix = Uint8Array::new_with_byte_offset_and_length(buf, 0, len.min(16) as u32).to_vec();
+    let id = peek_id(&prefix);
     if len > c.max_bytes {
-        let prefix =
-            Uint8Array::new_with_byte_offset_and_length(buf, 0, len.min(16) as u32).to_vec();
-        if let Some(reply) = peek_id(&prefix).and_then(|id| c.take(id)) {
+        // The browser already buffered it; nothing more is read from this socket: its
+        // request fails as too large, the others as closed, and the next one reconnects
+        // (a peer that keeps doing it fails every request and is dropped by the driver).
+        if let Some(reply) = id.and_then(|id| c.take(id)) {
             let _ = reply.send(Err(PeerError::TooLarge(len)));
+        }
+        return c.fail_all(PeerError::Connection(format!(
+            "socket closed after a message of {len} bytes, over the {} byte cap",
+            c.max_bytes
+        )));
+    }
+    if let Some(id) = id {
+        if !c.pending.contains_key(&id) {
+            // The late answer of a request given up on, or a flood.
+            if c.late_allowance == 0 {
+                return c.ban("unsolicited answers flooded the socket".into());
+            }
+            c.late_allowance -= 1;
             return None;
         }
-        return c.fail_all(PeerError::TooLarge(len));
     }
     let bytes = Uint8Array::new(buf).to_vec();
     // The answer's own request bounds its size; before the id is known, the largest.
-    let limit = peek_id(&bytes)
+    let limit = id
         .and_then(|id| c.asked.get(&id).copied())
         .unwrap_or(wire::MAX_HASHES);
     match wire::decode_ws_response(&bytes, max_items(limit)).map_err(malformed) {
         Ok((id, blobs)) => {
-            // An unknown id is the late answer of a request given up on.
             if let Some(reply) = c.take(id) {
                 let _ = reply.send(Ok(blobs));
             }
             None
         }
-        Err(e) => match peek_id(&bytes).and_then(|id| c.take(id)) {
+        Err(e) => match id.and_then(|id| c.take(id)) {
             Some(reply) => {
                 let _ = reply.send(Err(e));
                 None
@@ -273,7 +317,11 @@ struct PendingGuard {
 impl Drop for PendingGuard {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.upgrade() {
-            conn.borrow_mut().take(self.id);
+            let mut c = conn.borrow_mut();
+            if c.take(self.id).is_some() {
+                // Given up on (timed out, cancelled): its answer may still come.
+                c.late_allowance += 1;
+            }
         }
     }
 }
@@ -288,6 +336,9 @@ impl Peer for WsPeer {
         let endpoint = self.endpoint.clone();
         let timeout = self.options.timeout;
         let work = async move {
+            if let Some(reason) = conn.borrow().banned.clone() {
+                return Err(PeerError::Malformed(format!("cut off: {reason}")));
+            }
             if let Some(opened) = ensure_socket(&conn, &endpoint)? {
                 opened
                     .await

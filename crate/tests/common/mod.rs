@@ -91,6 +91,16 @@ pub fn useless_peers() -> Vec<&'static str> {
     .collect()
 }
 
+/// A flooding peer serving mainnet genesis, by kind: `bytes` (100 MB answers), `endless`
+/// (answers that never end), `repeat` (one blob 1000 times), `unasked` (1000 blobs nobody
+/// asked for), `wsflood` (1000 unsolicited WebSocket answers before each answer).
+pub fn flood_peer(kind: &str) -> &'static str {
+    env("TRIESYNC_PEER_FLOODS", option_env!("TRIESYNC_PEER_FLOODS"))
+        .split(',')
+        .find_map(|kv| kv.strip_prefix(kind)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no flood peer {kind}"))
+}
+
 /// The WebSocket URL of a peer's HTTP URL.
 pub fn ws(url: &str) -> String {
     url.replacen("http://", "ws://", 1)
