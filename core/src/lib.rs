@@ -16,6 +16,7 @@ pub use hash::{keccak256, H256, EMPTY_CODE_HASH, EMPTY_ROOT};
 pub mod peer;
 pub mod rlp_reader;
 pub mod store;
+pub mod packed;
 pub mod scheduler;
 pub mod driver;
 pub mod walk;
