@@ -14,6 +14,7 @@
 pub mod api;
 pub mod clock;
 pub mod error;
+pub mod idb_records;
 pub mod idb_store;
 pub mod interop;
 pub mod lock;
