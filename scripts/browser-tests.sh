@@ -65,6 +65,10 @@ export TRIESYNC_PEER_GENESIS=$started_url
 start_peer bt --state "$states/bt-block504980.json"
 export TRIESYNC_PEER_BT=$started_url
 
+# Good but slow (every answer 100 ms late): for tests that act in the middle of a sync.
+start_peer slow --state "$states/mainnet-genesis.json" --delay-ms 100
+export TRIESYNC_PEER_SLOW=$started_url
+
 # Hostile peers serving the same state: each still delivers some good data.
 hostile=()
 start_peer corrupt --state "$states/mainnet-genesis.json" --fault-seed 1 --corrupt 0.2 --unrequested 0.5 --extra 2

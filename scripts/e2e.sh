@@ -8,6 +8,14 @@
 #   - tests/e2e/package.test.mjs: `npm pack` installed into a fresh project outside the
 #     repository, type-checked, bundled with webpack 5 and with Vite, and loaded from a
 #     plain <script type="module">, each running a sync in Chromium.
+#   - tests/e2e/crash.test.mjs: Chromium SIGKILLed at 20 moments of a sync (a write
+#     transaction open, a commit under way, just after a commit, random), one profile
+#     reused: the store stays sound (StateDb.checkStore, verify, meta counters) and the sync
+#     resumes, fetching only what is missing;
+#   - tests/e2e/quota.test.mjs: the origin's quota made small over the DevTools protocol:
+#     QUOTA_EXCEEDED, a consistent store, and a resume once it is lifted;
+#   - tests/e2e/tabs.test.mjs: two tabs on one database: lockTimeoutMs waits for the
+#     writer, LOCKED otherwise, batches never interleave.
 # Screenshots go to tests/artifacts/. Extra arguments go to `node --test` (for example
 # `--test-name-pattern reload`). TRIESYNC_SKIP_BUILD=1 reuses pkg/, dist/ and the peer.
 set -euo pipefail

@@ -11,9 +11,10 @@ use crate::interop::{
     parse_slot, progress_to_js, to_js, word_to_js,
 };
 use crate::transport::{connect, PeerSpec, TransportOptions};
-use js_sys::{Function, Promise, Reflect, Uint8Array};
-use std::cell::RefCell;
-use std::rc::Rc;
+use futures::channel::oneshot;
+use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 use triesync_core::driver::{Progress, SyncConfig, SyncError, SyncHandle, Syncer};
 use triesync_core::store::{Kind, Store};
@@ -51,6 +52,10 @@ export interface StateSyncOptions {
   peerFailureLimit?: number;
   /** Answers larger than this many bytes are refused (default 16 MiB). */
   maxResponseBytes?: number;
+  /** Another tab or worker syncing into the same database holds its lock: wait up to this
+   *  long for it to finish, then fail with `LOCKED` (default 0: fail at once). `cancel()`
+   *  and `signal` end the wait. */
+  lockTimeoutMs?: number;
   /** Called after every commit (also see `onProgress`). */
   onProgress?: (progress: Progress) => void;
   /** Aborting it cancels the sync, as `cancel()` does. */
@@ -99,6 +104,15 @@ export interface Progress {
   seconds: number;
   timings: { processMs: number; commitMs: number; checkMs: number; waitMs: number };
   peers: PeerStats[];
+  /** The origin's storage as `navigator.storage.estimate()` last reported it (refreshed
+   *  after commits, fresh in the final report), or null where it is not available. */
+  storage: StorageEstimate | null;
+}
+
+/** `navigator.storage.estimate()`: bytes the origin uses and may use. */
+export interface StorageEstimate {
+  usage: number;
+  quota: number;
 }
 
 export type SyncReport = Progress;
@@ -140,6 +154,25 @@ export interface VerifyReport {
   complete: boolean;
 }
 
+/** What `StateDb.checkStore()` found over every stored record. */
+export interface StoreCheckReport {
+  nodes: number;
+  nodeBytes: number;
+  codes: number;
+  codeBytes: number;
+  /** Account leaves found in the stored nodes. */
+  accounts: number;
+  /** The first 100 items whose bytes do not hash to their key or do not decode. */
+  corrupt: string[];
+  corruptCount: number;
+  /** The first 100 items a stored node references that are not stored, as "node:0x…" /
+   *  "code:0x…": a stored node whose subtree is not complete. */
+  dangling: string[];
+  danglingCount: number;
+  /** True when every stored item is sound and has its whole subtree. */
+  sound: boolean;
+}
+
 /** The progress record of the last commit to a database. */
 export interface SyncMeta {
   layout: string;
@@ -176,9 +209,101 @@ struct SyncInner {
     last: RefCell<Option<Progress>>,
     signal: Option<AbortSignal>,
     on_abort: RefCell<Option<Listener>>,
+    /// How long `run()` waits for another writer's lock.
+    lock_wait: Duration,
+    /// Fired by `cancel()` (and the signal) to end a wait for the lock.
+    cancel_wait: RefCell<Option<oneshot::Sender<()>>>,
+    cancelled_wait: RefCell<Option<oneshot::Receiver<()>>>,
+    /// The last storage estimate, and whether one is being taken.
+    storage: RefCell<Option<StorageEstimate>>,
+    estimating: Cell<bool>,
+}
+
+/// `navigator.storage.estimate()`'s figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StorageEstimate {
+    /// Bytes the origin uses.
+    pub usage: f64,
+    /// Bytes it may use.
+    pub quota: f64,
+}
+
+impl StorageEstimate {
+    fn to_js(self) -> JsValue {
+        let o = Object::new();
+        let _ = Reflect::set(&o, &"usage".into(), &JsValue::from_f64(self.usage));
+        let _ = Reflect::set(&o, &"quota".into(), &JsValue::from_f64(self.quota));
+        o.into()
+    }
+}
+
+/// `navigator.storage` of the global scope (page or worker), if there is one.
+fn storage_manager() -> Option<JsValue> {
+    let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
+    let storage = Reflect::get(&navigator, &"storage".into()).ok()?;
+    (storage.is_object()).then_some(storage)
+}
+
+/// Calls `navigator.storage[method]()` and awaits it; `None` where it does not exist or
+/// fails.
+async fn call_storage(method: &str) -> Option<JsValue> {
+    let storage = storage_manager()?;
+    let f: Function = Reflect::get(&storage, &method.into())
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    let p: Promise = f.call0(&storage).ok()?.dyn_into().ok()?;
+    wasm_bindgen_futures::JsFuture::from(p).await.ok()
+}
+
+/// `navigator.storage.estimate()`, or `None` where it is not available.
+pub async fn estimate_storage() -> Option<StorageEstimate> {
+    let v = call_storage("estimate").await?;
+    let n = |k: &str| Reflect::get(&v, &k.into()).ok().and_then(|x| x.as_f64());
+    Some(StorageEstimate {
+        usage: n("usage")?,
+        quota: n("quota")?,
+    })
 }
 
 impl SyncInner {
+    /// Stops the sync (or the wait for its lock).
+    fn cancel(&self) {
+        self.handle.cancel();
+        if let Some(tx) = self.cancel_wait.borrow_mut().take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// A progress record as JS, with the last storage estimate.
+    fn progress_js(&self, p: &Progress) -> JsValue {
+        let v = progress_to_js(p);
+        let storage = self
+            .storage
+            .borrow()
+            .map(StorageEstimate::to_js)
+            .unwrap_or(JsValue::NULL);
+        let _ = Reflect::set(&v, &"storage".into(), &storage);
+        v
+    }
+
+    /// Takes a new storage estimate in the background, unless one is being taken.
+    fn refresh_storage(self: &Rc<Self>) {
+        if self.estimating.replace(true) {
+            return;
+        }
+        let weak: Weak<SyncInner> = Rc::downgrade(self);
+        wasm_bindgen_futures::spawn_local(async move {
+            let e = estimate_storage().await;
+            if let Some(inner) = weak.upgrade() {
+                if e.is_some() {
+                    *inner.storage.borrow_mut() = e;
+                }
+                inner.estimating.set(false);
+            }
+        });
+    }
+
     fn add_peer(&self, spec: &PeerSpec) {
         self.added.borrow_mut().push(spec.clone());
         self.handle.add_peer(connect(spec, self.transport));
@@ -196,14 +321,15 @@ impl SyncInner {
         });
     }
 
-    fn progress(&self, p: &Progress) {
+    fn progress(self: &Rc<Self>, p: &Progress) {
         *self.last.borrow_mut() = Some(p.clone());
+        self.refresh_storage();
         // A callback may add callbacks or cancel: call a copy of the list.
         let callbacks = self.callbacks.borrow().clone();
         if callbacks.is_empty() {
             return;
         }
-        let value = progress_to_js(p);
+        let value = self.progress_js(p);
         for f in callbacks {
             if let Err(e) = f.call1(&JsValue::NULL, &value) {
                 report_callback_error(&e);
@@ -214,11 +340,15 @@ impl SyncInner {
     fn listen_for_abort(self: &Rc<Self>) {
         let Some(signal) = &self.signal else { return };
         if signal.aborted() {
-            self.handle.cancel();
+            self.cancel();
             return;
         }
-        let handle = self.handle.clone();
-        let on_abort = Closure::<dyn FnMut(Event)>::new(move |_: Event| handle.cancel());
+        let inner = Rc::downgrade(self);
+        let on_abort = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+            if let Some(inner) = inner.upgrade() {
+                inner.cancel();
+            }
+        });
         let _ = signal.add_event_listener_with_callback("abort", on_abort.as_ref().unchecked_ref());
         *self.on_abort.borrow_mut() = Some(on_abort);
     }
@@ -236,11 +366,22 @@ impl SyncInner {
             .take()
             .ok_or(Error::AlreadyStarted)?;
         self.listen_for_abort();
+        let cancelled = self
+            .cancelled_wait
+            .borrow_mut()
+            .take()
+            .ok_or(Error::AlreadyStarted)?;
         let result = async {
-            // One writer per database, across tabs and workers.
-            let _lock = crate::lock::acquire(&self.database)
+            // One writer per database, across tabs and workers: wait for it as long as
+            // allowed, or until cancelled.
+            let acquire = crate::lock::acquire(&self.database, self.lock_wait);
+            let _lock = crate::lock::unless(acquire, cancelled)
                 .await
+                .ok_or(SyncError::Cancelled)?
                 .map_err(SyncError::Store)?;
+            if let Some(e) = estimate_storage().await {
+                *self.storage.borrow_mut() = Some(e);
+            }
             let store = IdbStore::open(&self.database)
                 .await
                 .map_err(SyncError::Store)?;
@@ -249,15 +390,20 @@ impl SyncInner {
         }
         .await;
         self.stop_listening();
+        // The final report carries a fresh estimate.
+        if let Some(e) = estimate_storage().await {
+            *self.storage.borrow_mut() = Some(e);
+        }
         match result {
             Ok(report) => {
                 *self.last.borrow_mut() = Some(report.clone());
-                Ok(progress_to_js(&report))
+                Ok(self.progress_js(&report))
             }
             Err(e) => {
                 let err = Error::Sync(e).to_js();
                 if let Some(p) = self.last.borrow().as_ref() {
-                    let _ = Reflect::set(&err, &JsValue::from_str("progress"), &progress_to_js(p));
+                    let _ =
+                        Reflect::set(&err, &JsValue::from_str("progress"), &self.progress_js(p));
                 }
                 Err(err.into())
             }
@@ -283,6 +429,13 @@ impl std::fmt::Debug for StateSync {
             .field("database", &self.inner.database)
             .finish()
     }
+}
+
+/// The `lockTimeoutMs` option.
+fn lock_wait_from(options: &JsValue) -> Result<Duration, Error> {
+    Ok(opt_number(options, "lockTimeoutMs")?
+        .map(|ms| Duration::from_millis(ms as u64))
+        .unwrap_or(Duration::ZERO))
 }
 
 fn config_from(options: &JsValue) -> Result<(SyncConfig, TransportOptions), Error> {
@@ -350,8 +503,15 @@ impl StateSync {
                     .map_err(|_| Error::invalid("signal must be an AbortSignal"))?,
             )
         };
+        let lock_wait = lock_wait_from(&options)?;
         let (syncer, handle) = Syncer::new(root, config);
+        let (cancel_wait, cancelled_wait) = oneshot::channel();
         let inner = Rc::new(SyncInner {
+            lock_wait,
+            cancel_wait: RefCell::new(Some(cancel_wait)),
+            cancelled_wait: RefCell::new(Some(cancelled_wait)),
+            storage: RefCell::new(None),
+            estimating: Cell::new(false),
             database,
             handle,
             syncer: RefCell::new(Some(syncer)),
@@ -388,7 +548,32 @@ impl StateSync {
     /// Stops the sync after writing everything verified so far; `run()` then rejects with
     /// code `CANCELLED`.
     pub fn cancel(&self) {
-        self.inner.handle.cancel();
+        self.inner.cancel();
+    }
+
+    /// Asks the browser to keep this origin's storage under storage pressure
+    /// (`navigator.storage.persist()`): resolves with whether it is persistent now. False
+    /// where the call does not exist (in a worker, say).
+    #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
+    pub fn persist() -> Promise {
+        future_to_promise(async {
+            let granted = call_storage("persist").await;
+            Ok(JsValue::from_bool(
+                granted.and_then(|v| v.as_bool()).unwrap_or(false),
+            ))
+        })
+    }
+
+    /// `navigator.storage.estimate()` as `{ usage, quota }`, or null where it is not
+    /// available.
+    #[wasm_bindgen(js_name = estimateStorage, unchecked_return_type = "Promise<StorageEstimate | null>")]
+    pub fn estimate_storage() -> Promise {
+        future_to_promise(async {
+            Ok(estimate_storage()
+                .await
+                .map(StorageEstimate::to_js)
+                .unwrap_or(JsValue::NULL))
+        })
     }
 
     /// Adds a peer, before or during the run.
@@ -436,7 +621,7 @@ impl StateSync {
             .last
             .borrow()
             .as_ref()
-            .map(progress_to_js)
+            .map(|p| self.inner.progress_js(p))
             .unwrap_or(JsValue::UNDEFINED)
     }
 }
@@ -526,6 +711,17 @@ impl StateDb {
             let root = parse_h256(&root, "root")?;
             Ok(to_js(&walk::verify(&*store, root).await?))
         })
+    }
+
+    /// Reads every record of the database (whatever root it belongs to): each must hash to
+    /// its key, and everything a stored node references (children, an account's storage
+    /// root and code) must be stored too, i.e. every stored node has its whole subtree.
+    /// Unlike `verify(root)`, it also covers complete subtries of a partial sync that the
+    /// root does not reach yet.
+    #[wasm_bindgen(js_name = checkStore, unchecked_return_type = "Promise<StoreCheckReport>")]
+    pub fn check_store(&self) -> Promise {
+        let store = self.store.clone();
+        promise(async move { Ok(to_js(&crate::check::check_store(&store).await?)) })
     }
 
     /// The progress record of the last commit, or null for a database never synced into.

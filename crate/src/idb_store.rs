@@ -302,6 +302,68 @@ impl IdbStore {
     }
 }
 
+impl IdbStore {
+    /// Up to `limit` records of `kind` in key order, starting after `after` (from the first
+    /// when `None`): one readonly transaction reading the keys and the values of the same
+    /// range. For scans of the whole store (`StateDb.checkStore`).
+    pub async fn scan(
+        &self,
+        kind: Kind,
+        after: Option<H256>,
+        limit: u32,
+    ) -> Result<Vec<(H256, Vec<u8>)>, StoreError> {
+        let name = store_name(kind);
+        let tx = self.transaction(&[name], IdbTransactionMode::Readonly)?;
+        let store = Self::object_store(&tx, name)?;
+        let range = match &after {
+            Some(h) => web_sys::IdbKeyRange::lower_bound_with_open(&key_js(h), true)
+                .map_err(|e| js_error_to_store("key range", &e))?
+                .into(),
+            None => JsValue::UNDEFINED,
+        };
+        let keys = store
+            .get_all_keys_with_key_and_limit(&range, limit)
+            .map_err(|e| js_error_to_store("scan keys", &e))?;
+        let values = store
+            .get_all_with_key_and_limit(&range, limit)
+            .map_err(|e| js_error_to_store("scan values", &e))?;
+        transaction_done(tx).await?;
+        let keys = js_sys::Array::from(&keys.result().map_err(|e| js_error_to_store("scan", &e))?);
+        let values =
+            js_sys::Array::from(&values.result().map_err(|e| js_error_to_store("scan", &e))?);
+        let mut out = Vec::with_capacity(keys.length() as usize);
+        for (k, v) in keys.iter().zip(values.iter()) {
+            // Keys come back as ArrayBuffers; a key of another length is not ours.
+            let k = Uint8Array::new(&k).to_vec();
+            let hash = H256::from_slice(&k).ok_or_else(|| {
+                StoreError::Backend(format!("{name}: a key of {} bytes", k.len()))
+            })?;
+            out.push((hash, Uint8Array::new(&v).to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+/// Calls `globalThis.__triesyncTestHooks[name](info)` when a test defined it: tests that
+/// must act at a precise moment of a write (kill the browser while a transaction is open)
+/// use it. Costs one property read per batch otherwise.
+fn test_hook(name: &str, items: usize, bytes: usize) {
+    let hooks = Reflect::get(&js_sys::global(), &JsValue::from_str("__triesyncTestHooks"))
+        .unwrap_or(JsValue::UNDEFINED);
+    if !hooks.is_object() {
+        return;
+    }
+    let Ok(f) = Reflect::get(&hooks, &JsValue::from_str(name)) else {
+        return;
+    };
+    if let Some(f) = f.dyn_ref::<js_sys::Function>() {
+        let info = Object::new();
+        let _ = Reflect::set(&info, &"items".into(), &JsValue::from_f64(items as f64));
+        let _ = Reflect::set(&info, &"bytes".into(), &JsValue::from_f64(bytes as f64));
+        let _ = f.call1(&hooks, &info);
+    }
+}
+
 impl Drop for IdbStore {
     fn drop(&mut self) {
         self.db.set_onversionchange(None);
@@ -415,7 +477,12 @@ impl Store for IdbStore {
         if self.abort_next_write.replace(false) {
             let _ = tx.abort();
         }
-        transaction_done(tx).await
+        // Every put is issued and the transaction is still open (it commits once control
+        // returns to the event loop).
+        test_hook("writeIssued", batch.items.len(), batch.bytes);
+        transaction_done(tx).await?;
+        test_hook("writeDone", batch.items.len(), batch.bytes);
+        Ok(())
     }
 
     async fn meta(&self) -> Result<Option<SyncMeta>, StoreError> {

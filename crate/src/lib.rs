@@ -5,13 +5,15 @@
 //! The engine is `triesync-core`; this crate adds what only a browser has, one concern per
 //! module: the IndexedDB [`idb_store`], the [`transport`]s, the [`clock`], the JavaScript
 //! API ([`api`]), JS↔Rust conversion ([`interop`]), one writer per database ([`lock`]) and
-//! errors as JS `Error`s with a machine-readable `code` ([`error`]).
+//! errors as JS `Error`s with a machine-readable `code` ([`error`]), and the scan of a
+//! whole store ([`check`]).
 //!
 //! Nothing here touches `window`: the global scope is used generically, so the same module
 //! runs on a page and in a Web Worker.
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod check;
 pub mod clock;
 pub mod error;
 pub mod idb_records;

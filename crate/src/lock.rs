@@ -1,14 +1,17 @@
 //! One writer per database: a sync holds the exclusive Web Lock `triesync:<database>` while
 //! it runs, across tabs and workers of the origin. A second sync into the same database
-//! fails at once with [`StoreError::Locked`] instead of interleaving its batches.
+//! fails with [`StoreError::Locked`] instead of interleaving its batches: at once by
+//! default, or after waiting up to a timeout for the holder to finish (`lockTimeoutMs`).
 //!
 //! Where `navigator.locks` does not exist (very old browsers), nothing is locked.
 
 use futures::channel::oneshot;
 use futures::future::{select, Either};
+use futures::FutureExt;
 use js_sys::{Function, Object, Promise, Reflect};
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 use triesync_core::store::StoreError;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -37,9 +40,23 @@ fn get(obj: &JsValue, key: &str) -> JsValue {
     Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
 
-/// Takes the writer lock of `database` if nobody holds it; `Ok(None)` when the platform has
-/// no Web Locks.
-pub async fn acquire(database: &str) -> Result<Option<WriterLock>, StoreError> {
+/// Withdraws a lock request that is still queued when the wait for it ends (timed out,
+/// cancelled, dropped). A no-op once the lock was granted.
+struct AbortOnDrop(Option<web_sys::AbortController>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = &self.0 {
+            c.abort();
+        }
+    }
+}
+
+/// Takes the writer lock of `database`: at once if nobody holds it (`wait` zero), or
+/// waiting up to `wait` for the holder to let go; [`StoreError::Locked`] otherwise.
+/// `Ok(None)` when the platform has no Web Locks. Dropping the future withdraws the
+/// request.
+pub async fn acquire(database: &str, wait: Duration) -> Result<Option<WriterLock>, StoreError> {
     let locks = get(&get(&js_sys::global(), "navigator"), "locks");
     if locks.is_undefined() || locks.is_null() {
         return Ok(None);
@@ -60,11 +77,24 @@ pub async fn acquire(database: &str) -> Result<Option<WriterLock>, StoreError> {
         // The lock is held until this promise settles: its resolve function is the release.
         let mut release = None;
         let held = Promise::new(&mut |resolve, _reject| release = Some(resolve));
-        let _ = tx.send(release);
-        held.into()
+        match tx.send(release) {
+            Ok(()) => held.into(),
+            // Nobody waits any more (the wait was dropped just now): let go at once.
+            Err(_) => JsValue::UNDEFINED,
+        }
     });
     let options = Object::new();
-    let _ = Reflect::set(&options, &JsValue::from_str("ifAvailable"), &JsValue::TRUE);
+    let waits = !wait.is_zero();
+    let controller = if waits {
+        let c = web_sys::AbortController::new()
+            .map_err(|e| StoreError::Backend(format!("AbortController: {e:?}")))?;
+        let _ = Reflect::set(&options, &JsValue::from_str("signal"), &c.signal());
+        Some(c)
+    } else {
+        let _ = Reflect::set(&options, &JsValue::from_str("ifAvailable"), &JsValue::TRUE);
+        None
+    };
+    let guard = AbortOnDrop(controller.clone());
     let outer: Promise = request
         .call3(
             &locks,
@@ -74,16 +104,66 @@ pub async fn acquire(database: &str) -> Result<Option<WriterLock>, StoreError> {
         )
         .map_err(|e| StoreError::Backend(format!("navigator.locks.request: {e:?}")))?
         .unchecked_into();
-    // The outer promise settles when the lock is released, or rejects if the request fails.
-    match select(rx, JsFuture::from(outer)).await {
-        Either::Left((Ok(Some(release)), _)) => Ok(Some(WriterLock {
+    // The outer promise settles when the lock is released, or rejects if the request fails
+    // (an AbortError when the wait timed out).
+    let mut outer = JsFuture::from(outer);
+    let mut rx = rx;
+    if waits {
+        let timer = crate::clock::sleep(wait);
+        match select(select(&mut rx, &mut outer), timer).await {
+            Either::Left((Either::Left((granted, _)), _)) => {
+                return finish(granted, guard);
+            }
+            Either::Left((Either::Right((settled, _)), _)) => return outer_settled(settled),
+            Either::Right(((), _)) => {
+                // Withdraw the request; it may have been granted in the meantime.
+                if let Some(c) = &controller {
+                    c.abort();
+                }
+            }
+        }
+    }
+    match select(rx, outer).await {
+        Either::Left((granted, _)) => finish(granted, guard),
+        Either::Right((settled, _)) => outer_settled(settled),
+    }
+}
+
+fn finish(
+    granted: Result<Option<Function>, oneshot::Canceled>,
+    guard: AbortOnDrop,
+) -> Result<Option<WriterLock>, StoreError> {
+    let mut guard = guard;
+    // Granted or refused, the request is no longer queued.
+    guard.0 = None;
+    match granted {
+        Ok(Some(release)) => Ok(Some(WriterLock {
             release: Some(release),
         })),
-        Either::Left((Ok(None), _)) => Err(StoreError::Locked),
-        Either::Left((Err(_), _)) => Err(StoreError::Backend("lock request dropped".into())),
-        Either::Right((Err(e), _)) => Err(StoreError::Backend(format!(
+        Ok(None) => Err(StoreError::Locked),
+        Err(_) => Err(StoreError::Backend("lock request dropped".into())),
+    }
+}
+
+fn outer_settled(settled: Result<JsValue, JsValue>) -> Result<Option<WriterLock>, StoreError> {
+    match settled {
+        Err(e) if get(&e, "name").as_string().as_deref() == Some("AbortError") => {
+            Err(StoreError::Locked)
+        }
+        Err(e) => Err(StoreError::Backend(format!(
             "navigator.locks.request: {e:?}"
         ))),
-        Either::Right((Ok(_), _)) => Err(StoreError::Backend("lock request ended early".into())),
+        Ok(_) => Err(StoreError::Backend("lock request ended early".into())),
+    }
+}
+
+/// Runs `f` unless `cancelled` fires first (then `None`): used to give up a lock wait.
+pub async fn unless<F: std::future::Future>(
+    f: F,
+    cancelled: oneshot::Receiver<()>,
+) -> Option<F::Output> {
+    futures::select_biased! {
+        v = f.fuse() => Some(v),
+        _ = cancelled.fuse() => None,
     }
 }

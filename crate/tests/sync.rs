@@ -332,9 +332,11 @@ async fn abort_signal_cancels_then_resume() {
             c.abort();
         }
     });
+    // A slow peer: batches are written in the background while fetching goes on, so on a
+    // fast one the whole state may land in two commits.
     let opts = options(
         &fx.root,
-        vec![ws(genesis_peer()).into()],
+        vec![ws(slow_peer()).into()],
         name,
         &[
             ("signal", controller.signal().into()),
@@ -600,6 +602,59 @@ async fn one_writer_per_database() {
         num(&again, "nodes"),
         0.0,
         "already complete: nothing to write"
+    );
+    delete_db(name).await;
+}
+
+/// With `lockTimeoutMs` a second sync waits for the writer and then runs (nothing left to
+/// fetch); a short timeout gives LOCKED; reports carry a storage estimate.
+#[wasm_bindgen_test]
+async fn lock_timeout_waits_for_the_writer() {
+    let fx = Fixture::load(GENESIS_JSON);
+    let name = "ts-lock-wait";
+    delete_db(name).await;
+    let peers = || vec![JsValue::from(genesis_peer())];
+    let first = StateSync::new(options(&fx.root, peers(), name, &[])).unwrap();
+    let short = StateSync::new(options(
+        &fx.root,
+        peers(),
+        name,
+        &[("lockTimeoutMs", 50.into())],
+    ))
+    .unwrap();
+    let patient = StateSync::new(options(
+        &fx.root,
+        peers(),
+        name,
+        &[("lockTimeoutMs", 120_000.into())],
+    ))
+    .unwrap();
+    let (a, s, p) = (first.run(), short.run(), patient.run());
+    let t = triesync::clock::now_ms();
+    assert_eq!(code(&wait(s).await.unwrap_err()), "LOCKED");
+    let waited = triesync::clock::now_ms() - t;
+    assert!(waited >= 40.0, "LOCKED only after the timeout: {waited} ms");
+    let ra = wait(a).await.unwrap();
+    let rp = wait(p).await.unwrap();
+    assert_eq!(field(&ra, "complete"), JsValue::TRUE);
+    assert_eq!(field(&rp, "complete"), JsValue::TRUE);
+    assert_eq!(
+        items_fetched(&rp),
+        0.0,
+        "the patient sync found everything in place"
+    );
+    let storage = field(&ra, "storage");
+    assert!(
+        num(&storage, "usage") > 0.0 && num(&storage, "quota") > 0.0,
+        "{storage:?}"
+    );
+    assert!(
+        wait(StateSync::persist())
+            .await
+            .unwrap()
+            .as_bool()
+            .is_some(),
+        "persist() resolves with a boolean"
     );
     delete_db(name).await;
 }

@@ -65,6 +65,11 @@ pub fn genesis_peer() -> &'static str {
     )
 }
 
+/// Good peer serving mainnet genesis, every answer 100 ms late.
+pub fn slow_peer() -> &'static str {
+    env("TRIESYNC_PEER_SLOW", option_env!("TRIESYNC_PEER_SLOW"))
+}
+
 /// Good peer serving bt-block504980.
 pub fn bt_peer() -> &'static str {
     env("TRIESYNC_PEER_BT", option_env!("TRIESYNC_PEER_BT"))
