@@ -342,7 +342,11 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
             if self.cancelled {
                 return Err(SyncError::Cancelled);
             }
-            self.resolve_checks().await?;
+            // A store lookup would queue behind the write in progress (IndexedDB runs a read
+            // transaction only after an overlapping write): look up between writes.
+            if self.writing.is_none() {
+                self.resolve_checks().await?;
+            }
             if self.writing.is_none() && self.sched.batch_bytes() >= self.config.batch_bytes {
                 // Written in the background: the network and hashing do not wait for disk.
                 self.start_write(None);
@@ -350,8 +354,12 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
             if self.sched.is_done() {
                 return Ok(());
             }
-            let stuck = self.assign();
-            if self.in_flight.is_empty() && self.sched.has_pending_checks() {
+            // Back-pressure: while a write is slow, stop fetching once the next batch is
+            // a few batches big, so memory stays bounded by the disk's pace.
+            let backlog = self.writing.is_some()
+                && self.sched.batch_bytes() >= 4 * self.config.batch_bytes;
+            let stuck = if backlog { None } else { self.assign() };
+            if self.in_flight.is_empty() && self.writing.is_none() && self.sched.has_pending_checks() {
                 // Data at hand (kept from an earlier run) advanced the sync: go round again.
                 continue;
             }
