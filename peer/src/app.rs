@@ -3,11 +3,14 @@
 
 use crate::faults::{self, FaultConfig, Plan, Rng, Transport};
 use crate::rlpx::MAX_ANSWER_BYTES;
+use crate::server::Registry;
+use bytes::Bytes;
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use triesync_core::state::BuiltState;
 use triesync_core::H256;
 
@@ -53,6 +56,13 @@ pub struct Limits {
     pub ws_in_flight: usize,
     /// How long a stalled request holds its connection before it is closed.
     pub stall_max: Duration,
+    /// A connection whose answer makes no write progress for this long (its client stopped
+    /// reading) is closed; `None`: the header timeout.
+    pub write_timeout: Option<Duration>,
+    /// Bytes of answers built and not yet written, over all connections, at most; a request
+    /// whose answer does not fit waits until earlier answers are written (or their clients
+    /// are cut off by the write timeout).
+    pub answer_memory: usize,
 }
 
 impl Default for Limits {
@@ -63,8 +73,14 @@ impl Default for Limits {
             max_connections: 1024,
             ws_in_flight: 16,
             stall_max: Duration::from_secs(600),
+            write_timeout: None,
+            answer_memory: 256 << 20,
         }
     }
+}
+
+fn limits_memory(limits: &Limits) -> usize {
+    limits.answer_memory.max(64 * 1024)
 }
 
 /// Request and traffic counters, for the summary lines.
@@ -88,6 +104,13 @@ pub struct Stats {
     pub blob_bytes: AtomicU64,
     /// Whole-request faults injected (stall, close, 500, HTML, garbage).
     pub faults: AtomicU64,
+    /// Idle connections closed to make room at the connection limit.
+    pub evicted: AtomicU64,
+    /// Answers that waited for memory (`Limits::answer_memory`).
+    pub answer_waits: AtomicU64,
+    /// Connections closed because their clients stopped reading while answers waited for
+    /// memory.
+    pub stalled_cut: AtomicU64,
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -154,6 +177,27 @@ pub struct App {
     /// Log verbosity.
     pub log_level: LogLevel,
     started: Instant,
+    answer_budget: Arc<Semaphore>,
+    /// The open connections.
+    pub conns: Arc<Registry>,
+}
+
+/// While an answer waits for memory, connections whose writes have waited this long for
+/// their clients to read are closed (they hold memory and do not read).
+pub const CUT_STALLED_MS: u64 = 1000;
+
+/// An answer's bytes together with their share of the answer memory, released when the
+/// last reference to the bytes is dropped (once they are written, or the connection is).
+#[derive(Debug)]
+struct Budgeted {
+    data: Vec<u8>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for Budgeted {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
 }
 
 /// An answer to a list of hashes, before framing.
@@ -183,11 +227,51 @@ impl App {
             fault_rng: Mutex::new(Rng::new(faults.seed)),
             state,
             faults,
-            limits,
             stats: Stats::default(),
             log_level,
             started: Instant::now(),
+            answer_budget: Arc::new(Semaphore::new(limits_memory(&limits))),
+            conns: Arc::new(Registry::default()),
+            limits,
         }
+    }
+
+    /// Reserves `bytes` of the answer memory (`Limits::answer_memory`), waiting until
+    /// earlier answers are written if it is used up. An answer larger than the whole budget
+    /// takes all of it.
+    pub async fn reserve(&self, bytes: usize) -> OwnedSemaphorePermit {
+        let n = bytes
+            .clamp(1, limits_memory(&self.limits))
+            .min(u32::MAX as usize) as u32;
+        let sem = self.answer_budget.clone();
+        if let Ok(p) = sem.clone().try_acquire_many_owned(n) {
+            return p;
+        }
+        add(&self.stats.answer_waits, 1);
+        // Wait in line (the semaphore is fair); meanwhile cut clients that stopped reading.
+        let acquire = sem.acquire_many_owned(n);
+        tokio::pin!(acquire);
+        loop {
+            let cut = self.conns.cut_stalled(CUT_STALLED_MS);
+            add(&self.stats.stalled_cut, cut as u64);
+            tokio::select! {
+                p = &mut acquire => return p.expect("never closed"),
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
+    }
+
+    /// `data` as bytes that hold `permit` until they are dropped.
+    pub fn budgeted(&self, data: Vec<u8>, mut permit: OwnedSemaphorePermit) -> Bytes {
+        // Give back what was reserved beyond the final size.
+        let keep = data.len().max(1);
+        if permit.num_permits() > keep {
+            drop(permit.split(permit.num_permits() - keep));
+        }
+        Bytes::from_owner(Budgeted {
+            data,
+            _permit: permit,
+        })
     }
 
     /// Writes a log line to stderr when `level` is enabled.
@@ -321,7 +405,9 @@ impl App {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
             "summary: up {:.1}s; http {} requests; ws {} sockets {} requests; rpc {} posts {} calls; \
-             {} bad requests; sent {} blobs {} bytes; {} request faults injected",
+             {} bad requests; sent {} blobs {} bytes; {} request faults injected; \
+             {} idle connections closed at the limit; {} answers waited for memory; \
+             {} connections of clients that stopped reading closed",
             self.started.elapsed().as_secs_f64(),
             g(&s.http_requests),
             g(&s.ws_sockets),
@@ -332,6 +418,9 @@ impl App {
             g(&s.blobs),
             g(&s.blob_bytes),
             g(&s.faults),
+            g(&s.evicted),
+            g(&s.answer_waits),
+            g(&s.stalled_cut),
         )
     }
 

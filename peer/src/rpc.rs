@@ -44,7 +44,9 @@ pub(crate) async fn handle(
         Ok(b) => b,
         Err(r) => return (r, String::new()),
     };
-    let parsed: Value = match serde_json::from_slice(&body) {
+    let parsed = serde_json::from_slice::<Value>(&body);
+    drop(body); // not kept while the answer waits for memory
+    let parsed: Value = match parsed {
         Ok(v) => v,
         Err(e) => {
             app.count_bad();
@@ -86,13 +88,30 @@ pub(crate) async fn handle(
             format!("rpc {} calls fault {}", calls.len(), fault.name()),
         );
     }
-    let mut out = Vec::with_capacity(calls.len());
-    let (mut found, mut bytes) = (0usize, 0usize);
     let mut asked_nodes = Vec::new();
+    let mut answers = Vec::with_capacity(calls.len());
     for call in calls {
-        let Some((id, outcome)) = call_one(app, call, &mut plan.rng, &mut asked_nodes) else {
-            continue; // a notification: no answer
-        };
+        // `None`: a notification, no answer.
+        answers.extend(call_one(app, call, &mut plan.rng, &mut asked_nodes));
+    }
+    // Reserve the answer's memory before building it: hex doubles every blob, and for a
+    // moment the JSON tree and its text both exist. What is not needed is given back once
+    // the text is built; the rest is held until it is written.
+    let mut estimate = 0usize;
+    let mut counted = 0usize;
+    for (_, outcome) in &answers {
+        estimate += 96;
+        if let Ok(blob) = outcome {
+            if counted <= MAX_BATCH_RESPONSE {
+                counted += blob.len();
+                estimate += 2 * blob.len();
+            }
+        }
+    }
+    let permit = app.reserve(2 * estimate).await;
+    let mut out = Vec::with_capacity(answers.len());
+    let (mut found, mut bytes) = (0usize, 0usize);
+    for (id, outcome) in answers {
         let v = match outcome {
             Ok(blob) if bytes > MAX_BATCH_RESPONSE => {
                 let _ = blob;
@@ -135,6 +154,7 @@ pub(crate) async fn handle(
         (true, _) => Value::Array(out).to_string(),
         (false, _) => out.pop().expect("one answer").to_string(),
     };
+    let body = app.budgeted(body.into_bytes(), permit);
     (respond(200, "application/json", body), note)
 }
 

@@ -12,21 +12,46 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Instant;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// The response type of every route (a body sent at once, or a streamed flood fault).
 pub type Resp = Response<faults::Body>;
 
-/// Per-connection context: lets a handler close its own connection (the `close` fault).
+/// Per-connection context: lets a handler close its own connection (the `close` fault),
+/// and tells the accept loop whether the connection is idle (so that it may be closed to
+/// make room when the server is at its connection limit).
 #[derive(Debug, Default)]
 pub struct ConnCtx {
     kill: Notify,
+    /// Requests being handled (HTTP) or answered (WebSocket) on this connection.
+    busy: AtomicUsize,
+    /// When the connection last did something useful ([`now_ms`]): a request began or
+    /// ended, a WebSocket message arrived, or an answer's bytes were written.
+    last_active: AtomicU64,
+    /// Since when ([`now_ms`] + 1) a write has been waiting for the client to read; 0 when
+    /// none is.
+    blocked_since: AtomicU64,
+    /// Already chosen for eviction.
+    evicted: AtomicBool,
+    /// A request was answered (or, on a WebSocket, received) on this connection.
+    served: AtomicBool,
+    /// A read found nothing to read yet: a connection that was never read from is not
+    /// idle (its request may be waiting for a busy server to get to it).
+    polled: AtomicBool,
+    /// The connection's slot (its share of `--max-connections`); a WebSocket takes it over.
+    slot: Mutex<Option<Slot>>,
 }
 
 impl ConnCtx {
@@ -34,17 +59,297 @@ impl ConnCtx {
     pub fn kill(&self) {
         self.kill.notify_one();
     }
+
+    /// Completes when the connection is to be closed (the `close` fault, or eviction).
+    pub async fn killed(&self) {
+        self.kill.notified().await
+    }
+
+    /// Marks the connection as doing something useful now.
+    pub fn touch(&self) {
+        self.last_active.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Sets how many requests are being answered on the connection.
+    pub fn set_busy(&self, n: usize) {
+        self.busy.store(n, Ordering::Relaxed);
+        if n > 0 {
+            self.served.store(true, Ordering::Relaxed);
+        }
+        self.touch();
+    }
+
+    /// Takes the connection's slot (a WebSocket holds it for as long as it is open).
+    pub fn take_slot(&self) -> Option<Slot> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn begin(&self) {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+    }
+
+    fn end(&self) {
+        self.busy.fetch_sub(1, Ordering::Relaxed);
+        self.served.store(true, Ordering::Relaxed);
+        self.touch();
+    }
+
+    /// How good a candidate for eviction the connection is, if it is one: nothing being
+    /// answered, no write waiting, and idle long enough. Connections that never had a
+    /// request answered (idle floods, slow-loris headers) go first, after
+    /// [`EVICT_MIN_IDLE_MS`]; clients that were served only after
+    /// [`EVICT_MIN_IDLE_SERVED_MS`]. Higher is better.
+    fn eviction_rank(&self, now: u64) -> Option<(bool, u64)> {
+        let idle = now.saturating_sub(self.last_active.load(Ordering::Relaxed));
+        let free = self.busy.load(Ordering::Relaxed) == 0
+            && self.blocked_since.load(Ordering::Relaxed) == 0
+            && self.polled.load(Ordering::Relaxed)
+            && !self.evicted.load(Ordering::Relaxed);
+        let never_served = !self.served.load(Ordering::Relaxed);
+        let min = if never_served {
+            EVICT_MIN_IDLE_MS
+        } else {
+            EVICT_MIN_IDLE_SERVED_MS
+        };
+        (free && idle >= min).then_some((never_served, idle))
+    }
+}
+
+/// Counts a request as being handled on its connection while alive.
+struct BusyGuard(Arc<ConnCtx>);
+
+impl BusyGuard {
+    fn new(ctx: Arc<ConnCtx>) -> Self {
+        ctx.begin();
+        BusyGuard(ctx)
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
+/// Milliseconds since the first call (a monotonic clock for idle times).
+pub fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// A connection that never had a request answered is closed to make room for a new one
+/// only after it has been idle this long.
+pub const EVICT_MIN_IDLE_MS: u64 = 1000;
+/// A connection that had requests answered is closed to make room for a new one only after
+/// it has been idle this long (and only when no never-served connection can go instead).
+pub const EVICT_MIN_IDLE_SERVED_MS: u64 = 5000;
+
+/// The open connections, so that idle ones can be closed when the server is full, and
+/// ones whose clients stopped reading when answer memory runs out.
+#[derive(Debug, Default)]
+pub struct Registry {
+    conns: Mutex<HashMap<u64, Weak<ConnCtx>>>,
+    next: AtomicU64,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Weak<ConnCtx>>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Closes the connections whose writes have waited for their client to read for at least
+    /// `min_ms`; returns how many.
+    pub fn cut_stalled(&self, min_ms: u64) -> usize {
+        let now = now_ms();
+        let mut n = 0;
+        for c in self.lock().values().filter_map(Weak::upgrade) {
+            let since = c.blocked_since.load(Ordering::Relaxed);
+            if since != 0 && now + 1 >= since + min_ms && !c.evicted.swap(true, Ordering::Relaxed) {
+                c.kill();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Closes the idle connection that is the best candidate (see
+    /// [`ConnCtx::eviction_rank`]); false when there is none.
+    fn evict_one(&self) -> bool {
+        let now = now_ms();
+        let victim = self
+            .lock()
+            .values()
+            .filter_map(Weak::upgrade)
+            .filter_map(|c| c.eviction_rank(now).map(|rank| (rank, c)))
+            .max_by_key(|(rank, _)| *rank)
+            .map(|(_, c)| c);
+        match victim {
+            Some(c) if !c.evicted.swap(true, Ordering::Relaxed) => {
+                c.kill();
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One connection's share of `--max-connections`: released (and the connection forgotten
+/// by the registry) when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.id);
+    }
+}
+
+/// A socket whose writes fail once they have made no progress for `limit`: a client that
+/// stops reading cannot pin its answers, its buffers and its connection slot for longer
+/// than that. Also tells the connection's context when writes progress or block.
+#[derive(Debug)]
+pub struct WriteDeadline<S> {
+    io: S,
+    ctx: Arc<ConnCtx>,
+    limit: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    stalled: bool,
+}
+
+impl<S> WriteDeadline<S> {
+    /// Wraps `io`.
+    pub fn new(io: S, ctx: Arc<ConnCtx>, limit: Duration) -> Self {
+        WriteDeadline {
+            io,
+            ctx,
+            limit,
+            timer: None,
+            stalled: false,
+        }
+    }
+
+    /// Passes `r` on; a write that made progress clears the stall, one that is pending
+    /// starts (or goes on) waiting and fails once the stall has lasted `limit`. Flushes and
+    /// shutdowns that complete say nothing about progress (a plain socket always flushes).
+    fn check<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<io::Result<T>>,
+        progress: bool,
+    ) -> Poll<io::Result<T>> {
+        match r {
+            Poll::Ready(r) => {
+                if progress && self.stalled {
+                    self.stalled = false;
+                    self.ctx.blocked_since.store(0, Ordering::Relaxed);
+                }
+                if progress && r.is_ok() {
+                    self.ctx.touch();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let deadline = tokio::time::Instant::now() + self.limit;
+                if !self.stalled {
+                    self.stalled = true;
+                    self.ctx
+                        .blocked_since
+                        .store(now_ms() + 1, Ordering::Relaxed);
+                    match &mut self.timer {
+                        Some(t) => t.as_mut().reset(deadline),
+                        None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                }
+                let timer = self.timer.as_mut().expect("set above");
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client stopped reading",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_read(cx, buf);
+        if r.is_pending() && !this.ctx.polled.load(Ordering::Relaxed) {
+            // The server looked and found no request yet: from now on the connection is
+            // idle (before, its request may be waiting for the task to run).
+            this.ctx.polled.store(true, Ordering::Relaxed);
+            this.ctx.touch();
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.check(cx, r, true)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.check(cx, r, true)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_flush(cx);
+        this.check(cx, r, false)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_shutdown(cx);
+        this.check(cx, r, false)
+    }
 }
 
 /// Accepts connections on `listener` until `shutdown` completes.
+///
+/// At most `--max-connections` connections (WebSockets included) are served at once. When a
+/// connection arrives at the limit, the connection idle the longest (nothing being answered,
+/// no write waiting, idle for at least [`EVICT_MIN_IDLE_MS`]) is closed to make room, as
+/// nginx reuses its idle keep-alive connections; when none is, the new connection waits for
+/// a free slot (and the ones behind it in the accept backlog).
 pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let slots = Arc::new(Semaphore::new(app.limits.max_connections));
+    let registry = app.conns.clone();
+    let write_timeout = app
+        .limits
+        .write_timeout
+        .unwrap_or(app.limits.header_timeout);
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => return,
-            p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
-        };
         let (stream, remote) = tokio::select! {
             _ = &mut shutdown => return,
             r = listener.accept() => match r {
@@ -57,32 +362,60 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
                 }
             },
         };
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => loop {
+                let evicted = registry.evict_one();
+                if evicted {
+                    app.count(|s| &s.evicted, 1);
+                }
+                let wait = Duration::from_millis(if evicted { 200 } else { 50 });
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    p = slots.clone().acquire_owned() => break p.expect("semaphore never closed"),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            },
+        };
         let _ = stream.set_nodelay(true);
+        let ctx = Arc::new(ConnCtx::default());
+        ctx.touch();
+        let id = registry.next.fetch_add(1, Ordering::Relaxed);
+        registry.lock().insert(id, Arc::downgrade(&ctx));
+        *ctx.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Slot {
+            _permit: permit,
+            registry: registry.clone(),
+            id,
+        });
         let app = app.clone();
         tokio::spawn(async move {
-            let ctx = Arc::new(ConnCtx::default());
             let svc = {
                 let (app, ctx) = (app.clone(), ctx.clone());
                 service_fn(move |req| {
                     let (app, ctx) = (app.clone(), ctx.clone());
-                    async move { Ok::<_, Infallible>(handle(app, ctx, remote, req).await) }
+                    async move {
+                        let _busy = BusyGuard::new(ctx.clone());
+                        Ok::<_, Infallible>(handle(app, ctx, remote, req).await)
+                    }
                 })
             };
+            let io = WriteDeadline::new(stream, ctx.clone(), write_timeout);
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(app.limits.header_timeout)
                 .max_buf_size(64 * 1024)
-                .serve_connection(TokioIo::new(stream), svc)
+                .serve_connection(TokioIo::new(io), svc)
                 .with_upgrades();
             tokio::select! {
                 r = conn => if let Err(e) = r {
                     app.log(LogLevel::Debug, || format!("{remote} connection: {e}"));
                 },
-                _ = ctx.kill.notified() => {
+                _ = ctx.killed() => {
                     app.log(LogLevel::Debug, || format!("{remote} connection closed on purpose"));
                 }
             }
-            drop(permit);
+            // Unless a WebSocket took it over, the slot is free again.
+            drop(ctx.take_slot());
         });
     }
 }
@@ -251,7 +584,7 @@ async fn handle(
 
 async fn route(
     app: &Arc<App>,
-    ctx: &ConnCtx,
+    ctx: &Arc<ConnCtx>,
     remote: SocketAddr,
     req: Request<Incoming>,
 ) -> (Resp, String) {
@@ -260,7 +593,7 @@ async fn route(
     match (&method, path.as_str()) {
         (&Method::OPTIONS, _) => (respond(204, "text/plain", Bytes::new()), String::new()),
         (&Method::POST, "/v1/nodes") => nodes(app, ctx, remote, req).await,
-        (&Method::GET, "/v1/ws") => crate::ws::upgrade(app.clone(), req),
+        (&Method::GET, "/v1/ws") => crate::ws::upgrade(app.clone(), ctx, req),
         (&Method::GET, "/v1/info") => (
             respond(200, "application/json", app.state.info_json.clone()),
             String::new(),
@@ -329,7 +662,10 @@ async fn nodes(
         *r.body_mut() = faults::Body::Flood(faults::nodes_flood(&app.faults, &ans.blobs));
         return (r, format!("asked {} fault flood", hashes.len()));
     }
-    let body = rlpx::encode_blobs(&ans.blobs);
+    // The answer's memory is reserved before it is built, and held until it is written.
+    let size = ans.blobs.iter().map(|b| b.len() + 5).sum::<usize>() + 9;
+    let permit = app.reserve(size).await;
+    let body = app.budgeted(rlpx::encode_blobs(&ans.blobs), permit);
     let note = format!(
         "asked {} found {} sent {} ({} bytes) left out {} corrupted {} added {}",
         hashes.len(),

@@ -4,7 +4,7 @@
 use crate::app::{App, LogLevel};
 use crate::faults::{self, RequestFault, Transport};
 use crate::rlpx;
-use crate::server::{respond, text, Resp};
+use crate::server::{respond, text, ConnCtx, Resp, Slot};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use hyper::body::Incoming;
@@ -15,10 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+use triesync_core::H256;
 
 /// Close code for a text message (only binary messages are requests).
 pub const CLOSE_UNSUPPORTED: u16 = 1003;
@@ -35,8 +37,16 @@ fn header_has_token(req: &Request<Incoming>, name: header::HeaderName, token: &s
     })
 }
 
-/// Answers the upgrade request and starts serving the socket once hyper hands it over.
-pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> (Resp, String) {
+/// Close code for an idle socket closed to make room at the connection limit.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// Answers larger than this go out as several frames of at most this size, so that no
+/// socket's write buffer grows past it.
+pub const FRAGMENT: usize = 64 * 1024;
+
+/// Answers the upgrade request and starts serving the socket once hyper hands it over. The
+/// socket keeps its connection's slot (it counts against `--max-connections`).
+pub fn upgrade(app: Arc<App>, ctx: &Arc<ConnCtx>, mut req: Request<Incoming>) -> (Resp, String) {
     let ok = header_has_token(&req, header::CONNECTION, "upgrade")
         && header_has_token(&req, header::UPGRADE, "websocket");
     let version = req
@@ -59,9 +69,10 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> (Resp, String) {
     };
     let accept = derive_accept_key(&key);
     let on_upgrade = hyper::upgrade::on(&mut req);
+    let (ctx, slot) = (ctx.clone(), ctx.take_slot());
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => run(app, TokioIo::new(upgraded)).await,
+            Ok(upgraded) => run(app, ctx, slot, TokioIo::new(upgraded)).await,
             Err(e) => app.log(LogLevel::Debug, || format!("websocket upgrade failed: {e}")),
         }
     });
@@ -77,8 +88,28 @@ pub fn upgrade(app: Arc<App>, mut req: Request<Incoming>) -> (Resp, String) {
     (r, "websocket".into())
 }
 
+/// The answer to a request, encoded: `RLP([id, [blob...]])`, holding its share of the
+/// answer memory until it is written.
+async fn build_answer(app: &App, id: u64, hashes: &[H256], plan: &mut faults::Plan) -> Bytes {
+    let ans = app.answer(hashes, plan);
+    app.count_sent(&ans.blobs);
+    let size = ans.blobs.iter().map(|b| b.len() + 5).sum::<usize>() + 18;
+    let permit = app.reserve(size).await;
+    let msg = app.budgeted(rlpx::encode_ws_answer(id, &ans.blobs), permit);
+    app.log(LogLevel::Debug, || {
+        format!(
+            "ws request {id}: asked {} found {} sent {} ({} bytes) left out {} corrupted {} added {}",
+            hashes.len(), ans.found, ans.blobs.len(), msg.len(), ans.left_out, ans.corrupted, ans.added
+        )
+    });
+    msg
+}
+
 /// What a request task hands back to the socket loop (exactly one per request).
 enum Outcome {
+    /// A normal answer, built by the loop when it is its turn to be sent: a socket whose
+    /// client does not read holds at most one built answer, not one per request in flight.
+    Answer(u64, Vec<H256>, faults::Plan),
     Send(Vec<u8>),
     /// Several messages in a row (a flood fault: unsolicited answers, then the answer).
     Many(Vec<Vec<u8>>),
@@ -99,12 +130,40 @@ fn sample_nodes<'a>(app: &'a App, rng: &mut faults::Rng, n: usize) -> Vec<&'a [u
         .collect()
 }
 
-async fn run<S>(app: Arc<App>, io: S)
+/// Sends one binary message, split into frames of at most [`FRAGMENT`] bytes.
+async fn send_fragmented<S>(ws: &mut WebSocketStream<S>, msg: Bytes) -> Result<(), ()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if msg.len() <= FRAGMENT {
+        return ws.send(Message::Binary(msg)).await.map_err(drop);
+    }
+    let mut start = 0;
+    while start < msg.len() {
+        let end = (start + FRAGMENT).min(msg.len());
+        let opcode = if start == 0 {
+            OpCode::Data(Data::Binary)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
+        let frame = Frame::message(msg.slice(start..end), opcode, end == msg.len());
+        ws.feed(Message::Frame(frame)).await.map_err(drop)?;
+        start = end;
+    }
+    ws.flush().await.map_err(drop)
+}
+
+async fn run<S>(app: Arc<App>, ctx: Arc<ConnCtx>, slot: Option<Slot>, io: S)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     app.count(|s| &s.ws_sockets, 1);
+    let mut slot = slot;
+    // Requests are at most 12,704 bytes: a small read buffer; answers go out in frames of
+    // at most FRAGMENT bytes, written at once (no write buffering past one frame).
     let cfg = WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(0)
         .max_message_size(Some(1 << 20))
         .max_frame_size(Some(1 << 20));
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(cfg)).await;
@@ -113,11 +172,33 @@ where
     let limit = app.limits.ws_in_flight.max(1);
     loop {
         tokio::select! {
+            _ = ctx.killed() => {
+                // Idle at the connection limit: make room (nothing is in flight).
+                drop(slot.take());
+                close(&app, &mut ws, CLOSE_GOING_AWAY, "idle socket closed: the peer is at its connection limit").await;
+                return;
+            }
             out = rx.recv() => {
                 in_flight -= 1;
-                match out.expect("the loop holds a sender") {
+                let out = out.expect("the loop holds a sender");
+                match out {
+                    Outcome::Answer(id, hashes, mut plan) => {
+                        let msg = build_answer(&app, id, &hashes, &mut plan).await;
+                        // A kill here: the client stopped reading and memory is short.
+                        let sent = tokio::select! {
+                            r = send_fragmented(&mut ws, msg) => r,
+                            _ = ctx.killed() => Err(()),
+                        };
+                        if sent.is_err() {
+                            break;
+                        }
+                    }
                     Outcome::Send(bytes) => {
-                        if ws.send(Message::Binary(bytes.into())).await.is_err() {
+                        let sent = tokio::select! {
+                            r = send_fragmented(&mut ws, bytes.into()) => r,
+                            _ = ctx.killed() => Err(()),
+                        };
+                        if sent.is_err() {
                             break;
                         }
                     }
@@ -149,12 +230,14 @@ where
                         return; // drops the socket: no close frame, no answer
                     }
                 }
+                ctx.set_busy(in_flight);
             }
             msg = ws.next(), if in_flight < limit => match msg {
                 None | Some(Err(_)) => break,
                 Some(Ok(Message::Binary(data))) => match rlpx::decode_ws_request(&data) {
                     Ok((id, hashes)) => {
                         in_flight += 1;
+                        ctx.set_busy(in_flight);
                         app.count(|s| &s.ws_requests, 1);
                         let plan = app.plan(Transport::Ws);
                         let (app, tx) = (app.clone(), tx.clone());
@@ -176,7 +259,7 @@ where
                     return;
                 }
                 // Pings are answered by tungstenite; a close is echoed and ends the stream.
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => ctx.touch(),
             },
         }
     }
@@ -217,17 +300,9 @@ async fn answer(
             });
             return Outcome::Many(out);
         }
+        // Built by the socket loop right before it is sent (see `Outcome::Answer`).
         RequestFault::None | RequestFault::Error500 | RequestFault::Html(_) => {
-            let ans = app.answer(hashes, &mut plan);
-            app.count_sent(&ans.blobs);
-            let msg = rlpx::encode_ws_answer(id, &ans.blobs);
-            app.log(LogLevel::Debug, || {
-                format!(
-                    "ws request {id}: asked {} found {} sent {} ({} bytes) left out {} corrupted {} added {}",
-                    hashes.len(), ans.found, ans.blobs.len(), msg.len(), ans.left_out, ans.corrupted, ans.added
-                )
-            });
-            return Outcome::Send(msg);
+            return Outcome::Answer(id, hashes.to_vec(), plan);
         }
     };
     app.log(LogLevel::Debug, || {
