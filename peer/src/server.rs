@@ -35,6 +35,9 @@ pub type Resp = Response<faults::Body>;
 #[derive(Debug, Default)]
 pub struct ConnCtx {
     kill: Notify,
+    /// Set by [`ConnCtx::kill`]: every waiter sees it, even one that starts waiting later
+    /// (the HTTP task and the WebSocket task of an upgraded connection both wait).
+    dead: AtomicBool,
     /// Requests being handled (HTTP) or answered (WebSocket) on this connection.
     busy: AtomicUsize,
     /// When the connection last did something useful ([`now_ms`]): a request began or
@@ -47,6 +50,8 @@ pub struct ConnCtx {
     evicted: AtomicBool,
     /// A request was answered (or, on a WebSocket, received) on this connection.
     served: AtomicBool,
+    /// The connection became a WebSocket (its upgrade request does not count as served).
+    websocket: AtomicBool,
     /// A read found nothing to read yet: a connection that was never read from is not
     /// idle (its request may be waiting for a busy server to get to it).
     polled: AtomicBool,
@@ -57,12 +62,22 @@ pub struct ConnCtx {
 impl ConnCtx {
     /// Drops the connection without answering.
     pub fn kill(&self) {
-        self.kill.notify_one();
+        self.dead.store(true, Ordering::SeqCst);
+        self.kill.notify_waiters();
     }
 
     /// Completes when the connection is to be closed (the `close` fault, or eviction).
     pub async fn killed(&self) {
-        self.kill.notified().await
+        loop {
+            let notified = self.kill.notified();
+            tokio::pin!(notified);
+            // Registered before the flag is read: a kill in between is not lost.
+            notified.as_mut().enable();
+            if self.dead.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Marks the connection as doing something useful now.
@@ -91,8 +106,15 @@ impl ConnCtx {
 
     fn end(&self) {
         self.busy.fetch_sub(1, Ordering::Relaxed);
-        self.served.store(true, Ordering::Relaxed);
+        if !self.websocket.load(Ordering::Relaxed) {
+            self.served.store(true, Ordering::Relaxed);
+        }
         self.touch();
+    }
+
+    /// Marks the connection as a WebSocket: served once it has had a request.
+    pub fn set_websocket(&self) {
+        self.websocket.store(true, Ordering::Relaxed);
     }
 
     /// How good a candidate for eviction the connection is, if it is one: nothing being
@@ -158,12 +180,45 @@ impl Registry {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The live connections (taken out of the lock: dropping the last reference to one
+    /// may release its slot, which takes the lock).
+    fn snapshot(&self) -> Vec<Arc<ConnCtx>> {
+        let conns: Vec<Weak<ConnCtx>> = self.lock().values().cloned().collect();
+        conns.iter().filter_map(Weak::upgrade).collect()
+    }
+
+    fn register(self: &Arc<Self>, ctx: &Arc<ConnCtx>, permit: OwnedSemaphorePermit) -> Slot {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, Arc::downgrade(ctx));
+        Slot {
+            _permit: permit,
+            registry: self.clone(),
+            id,
+        }
+    }
+
+    /// Closes the waiting connection that has been silent the longest; false when none is.
+    fn evict_silent(&self) -> bool {
+        let victim = self
+            .snapshot()
+            .into_iter()
+            .filter(|c| c.busy.load(Ordering::Relaxed) == 0 && !c.evicted.load(Ordering::Relaxed))
+            .min_by_key(|c| c.last_active.load(Ordering::Relaxed));
+        match victim {
+            Some(c) if !c.evicted.swap(true, Ordering::Relaxed) => {
+                c.kill();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Closes the connections whose writes have waited for their client to read for at least
     /// `min_ms`; returns how many.
     pub fn cut_stalled(&self, min_ms: u64) -> usize {
         let now = now_ms();
         let mut n = 0;
-        for c in self.lock().values().filter_map(Weak::upgrade) {
+        for c in self.snapshot() {
             let since = c.blocked_since.load(Ordering::Relaxed);
             if since != 0 && now + 1 >= since + min_ms && !c.evicted.swap(true, Ordering::Relaxed) {
                 c.kill();
@@ -178,9 +233,8 @@ impl Registry {
     fn evict_one(&self) -> bool {
         let now = now_ms();
         let victim = self
-            .lock()
-            .values()
-            .filter_map(Weak::upgrade)
+            .snapshot()
+            .into_iter()
             .filter_map(|c| c.eviction_rank(now).map(|rank| (rank, c)))
             .max_by_key(|(rank, _)| *rank)
             .map(|(_, c)| c);
@@ -336,11 +390,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
 
 /// Accepts connections on `listener` until `shutdown` completes.
 ///
-/// At most `--max-connections` connections (WebSockets included) are served at once. When a
-/// connection arrives at the limit, the connection idle the longest (nothing being answered,
-/// no write waiting, idle for at least [`EVICT_MIN_IDLE_MS`]) is closed to make room, as
-/// nginx reuses its idle keep-alive connections; when none is, the new connection waits for
-/// a free slot (and the ones behind it in the accept backlog).
+/// At most `--max-connections` connections (WebSockets included) are served at once, and as
+/// many again are accepted and wait: first for their first bytes (at most the header
+/// timeout; when too many wait, the one silent the longest is closed), then, in order, for
+/// a slot. A waiting connection makes room by closing an idle one (nothing being answered,
+/// no write waiting; see [`ConnCtx::eviction_rank`]), as nginx reuses its idle keep-alive
+/// connections; when none is idle, it waits for a slot to free up.
 pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let slots = Arc::new(Semaphore::new(app.limits.max_connections));
     let registry = app.conns.clone();
@@ -348,8 +403,27 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
         .limits
         .write_timeout
         .unwrap_or(app.limits.header_timeout);
+    // Accepted connections waiting for their first bytes and then for a slot: at most as
+    // many again as are served. The kernel's accept queue is short (128): a flood that
+    // waited there would make it drop new clients' SYNs (they would wait out TCP's
+    // retransmission backoff), so connections are accepted at once and wait here.
+    let waiting = Arc::new(Semaphore::new(app.limits.max_connections));
+    let waiting_reg = Arc::new(Registry::default());
     tokio::pin!(shutdown);
     loop {
+        let wait_permit = match waiting.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // Full: close the one that has sent nothing for the longest, if any.
+                if waiting_reg.evict_silent() {
+                    app.count(|s| &s.evicted, 1);
+                }
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    p = waiting.clone().acquire_owned() => p.expect("semaphore never closed"),
+                }
+            }
+        };
         let (stream, remote) = tokio::select! {
             _ = &mut shutdown => return,
             r = listener.accept() => match r {
@@ -362,62 +436,90 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
                 }
             },
         };
-        let permit = match slots.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => loop {
-                let evicted = registry.evict_one();
-                if evicted {
-                    app.count(|s| &s.evicted, 1);
-                }
-                let wait = Duration::from_millis(if evicted { 200 } else { 50 });
-                tokio::select! {
-                    _ = &mut shutdown => return,
-                    p = slots.clone().acquire_owned() => break p.expect("semaphore never closed"),
-                    _ = tokio::time::sleep(wait) => {}
-                }
-            },
-        };
         let _ = stream.set_nodelay(true);
-        let ctx = Arc::new(ConnCtx::default());
-        ctx.touch();
-        let id = registry.next.fetch_add(1, Ordering::Relaxed);
-        registry.lock().insert(id, Arc::downgrade(&ctx));
-        *ctx.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Slot {
-            _permit: permit,
-            registry: registry.clone(),
-            id,
-        });
-        let app = app.clone();
+        let (app, slots, registry) = (app.clone(), slots.clone(), registry.clone());
+        let waiting_reg = waiting_reg.clone();
         tokio::spawn(async move {
-            let svc = {
-                let (app, ctx) = (app.clone(), ctx.clone());
-                service_fn(move |req| {
-                    let (app, ctx) = (app.clone(), ctx.clone());
-                    async move {
-                        let _busy = BusyGuard::new(ctx.clone());
-                        Ok::<_, Infallible>(handle(app, ctx, remote, req).await)
-                    }
-                })
-            };
-            let io = WriteDeadline::new(stream, ctx.clone(), write_timeout);
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(app.limits.header_timeout)
-                .max_buf_size(64 * 1024)
-                .serve_connection(TokioIo::new(io), svc)
-                .with_upgrades();
+            let ctx = Arc::new(ConnCtx::default());
+            ctx.touch();
+            let waiting_slot = waiting_reg.register(&ctx, wait_permit);
+            // Its first bytes, within the header timeout (a connection that sends nothing
+            // never takes a slot); closed sooner when waiting connections run out.
             tokio::select! {
-                r = conn => if let Err(e) = r {
-                    app.log(LogLevel::Debug, || format!("{remote} connection: {e}"));
-                },
-                _ = ctx.killed() => {
-                    app.log(LogLevel::Debug, || format!("{remote} connection closed on purpose"));
+                _ = ctx.killed() => return,
+                r = tokio::time::timeout(app.limits.header_timeout, stream.readable()) => {
+                    if !matches!(r, Ok(Ok(()))) {
+                        return;
+                    }
                 }
             }
-            // Unless a WebSocket took it over, the slot is free again.
-            drop(ctx.take_slot());
+            ctx.begin(); // no longer silent
+                         // A slot: a free one, or one made by closing an idle connection (each waiting
+                         // connection closes at most one every 200 ms).
+            let permit = match slots.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    let acquire = slots.acquire_owned();
+                    tokio::pin!(acquire);
+                    loop {
+                        let evicted = registry.evict_one();
+                        if evicted {
+                            app.count(|s| &s.evicted, 1);
+                        }
+                        let wait = Duration::from_millis(if evicted { 200 } else { 50 });
+                        tokio::select! {
+                            p = &mut acquire => break p.expect("semaphore never closed"),
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                    }
+                }
+            };
+            drop(waiting_slot);
+            serve_connection(app, registry, permit, stream, remote, write_timeout).await;
         });
     }
+}
+
+/// Serves one accepted connection holding `permit` (its slot).
+async fn serve_connection(
+    app: Arc<App>,
+    registry: Arc<Registry>,
+    permit: OwnedSemaphorePermit,
+    stream: tokio::net::TcpStream,
+    remote: SocketAddr,
+    write_timeout: Duration,
+) {
+    let ctx = Arc::new(ConnCtx::default());
+    ctx.touch();
+    let slot = registry.register(&ctx, permit);
+    *ctx.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(slot);
+    let svc = {
+        let (app, ctx) = (app.clone(), ctx.clone());
+        service_fn(move |req| {
+            let (app, ctx) = (app.clone(), ctx.clone());
+            async move {
+                let _busy = BusyGuard::new(ctx.clone());
+                Ok::<_, Infallible>(handle(app, ctx, remote, req).await)
+            }
+        })
+    };
+    let io = WriteDeadline::new(stream, ctx.clone(), write_timeout);
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(app.limits.header_timeout)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    tokio::select! {
+        r = conn => if let Err(e) = r {
+            app.log(LogLevel::Debug, || format!("{remote} connection: {e}"));
+        },
+        _ = ctx.killed() => {
+            app.log(LogLevel::Debug, || format!("{remote} connection closed on purpose"));
+        }
+    }
+    // Unless a WebSocket took it over, the slot is free again.
+    drop(ctx.take_slot());
 }
 
 /// Adds the CORS headers that every answer carries.

@@ -69,6 +69,7 @@ pub fn upgrade(app: Arc<App>, ctx: &Arc<ConnCtx>, mut req: Request<Incoming>) ->
     };
     let accept = derive_accept_key(&key);
     let on_upgrade = hyper::upgrade::on(&mut req);
+    ctx.set_websocket();
     let (ctx, slot) = (ctx.clone(), ctx.take_slot());
     tokio::spawn(async move {
         match on_upgrade.await {

@@ -127,6 +127,10 @@ fn abusive_clients_do_not_stop_good_ones() {
         "40",
         "--conn-flood",
         "220",
+        // Abusers first, long enough for the 2 s timeouts to cut some before the good
+        // clients start.
+        "--abuse-lead-ms",
+        "2500",
     ]);
     assert_good_clients_and_server(&r);
     // Every abuser saw only what the protocol allows (413, 400, -32700, close codes...).
