@@ -38,7 +38,10 @@ triesync-loadtest: load and abuse test of the reference peer (see LOADTEST.md)
 
 USAGE:
   triesync-loadtest [OPTIONS]
-  triesync-loadtest serve PEER-ARGS...     (runs the peer itself; used internally)
+  triesync-loadtest serve PEER-ARGS...     (runs the peer itself; used internally; also
+                                           takes --write-timeout-ms N and
+                                           --answer-memory-mb N, limits the peer has
+                                           no flag for yet: pass them with --server-arg)
 
 OPTIONS:
   --clients N            well-behaved clients, each walking the whole state (default 200)
