@@ -7,7 +7,8 @@
 # exit however it exits.
 #
 # Extra arguments go to wasm-pack's cargo test (e.g. `-- --test sync` or a test name filter
-# after `--`). Needs chromium and chromium-driver (scripts/setup.sh installs them).
+# after `--`). TRIESYNC_PEER_ARGS adds flags to every peer (e.g. `--log debug`);
+# TRIESYNC_PEER_LOGS=DIR keeps each peer's log there. Needs chromium and chromium-driver (scripts/setup.sh installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -26,6 +27,9 @@ fds=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ -n "${TRIESYNC_PEER_LOGS:-}" ]; then
+    mkdir -p "$TRIESYNC_PEER_LOGS" && cp "$tmp"/*.err "$TRIESYNC_PEER_LOGS"/ 2>/dev/null || true
+  fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -38,7 +42,8 @@ start_peer() {
   shift
   local fifo="$tmp/$name.in" out="$tmp/$name.out" err="$tmp/$name.err"
   mkfifo "$fifo"
-  "$peer_bin" --port 0 --exit-on-stdin-close "$@" <"$fifo" >"$out" 2>"$err" &
+  # shellcheck disable=SC2086 # TRIESYNC_PEER_ARGS is a list of extra flags
+  "$peer_bin" --port 0 --exit-on-stdin-close "$@" ${TRIESYNC_PEER_ARGS:-} <"$fifo" >"$out" 2>"$err" &
   pids+=($!)
   exec {fd}>"$fifo"
   fds+=("$fd")

@@ -233,7 +233,13 @@ impl PeerSlot {
     }
 }
 
-type Answer = (usize, u64, Vec<ItemKey>, f64, Result<Vec<Vec<u8>>, PeerError>);
+type Answer = (
+    usize,
+    u64,
+    Vec<ItemKey>,
+    f64,
+    Result<Vec<Vec<u8>>, PeerError>,
+);
 
 /// One sync run. Create with [`Syncer::new`], add peers through the handle, then `run`.
 pub struct Syncer {
@@ -266,7 +272,12 @@ impl Syncer {
     ) -> Result<Progress, SyncError> {
         let meta = store.meta().await?;
         // Nodes a graceful stop kept: verified once, re-hashed here, used if still wanted.
-        let verified = store.frontier().await?.into_iter().map(|b| (keccak256(&b), b)).collect();
+        let verified = store
+            .frontier()
+            .await?
+            .into_iter()
+            .map(|b| (keccak256(&b), b))
+            .collect();
         let mut run = Run {
             config: self.config,
             clock,
@@ -279,7 +290,10 @@ impl Syncer {
             in_flight: FuturesUnordered::new(),
             omitted_by: HashMap::new(),
             verified,
-            progress: Progress { root: self.root, ..Progress::default() },
+            progress: Progress {
+                root: self.root,
+                ..Progress::default()
+            },
             cancelled: false,
             generation: 0,
             writing: None,
@@ -356,10 +370,13 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
             }
             // Back-pressure: while a write is slow, stop fetching once the next batch is
             // a few batches big, so memory stays bounded by the disk's pace.
-            let backlog = self.writing.is_some()
-                && self.sched.batch_bytes() >= 4 * self.config.batch_bytes;
+            let backlog =
+                self.writing.is_some() && self.sched.batch_bytes() >= 4 * self.config.batch_bytes;
             let stuck = if backlog { None } else { self.assign() };
-            if self.in_flight.is_empty() && self.writing.is_none() && self.sched.has_pending_checks() {
+            if self.in_flight.is_empty()
+                && self.writing.is_none()
+                && self.sched.has_pending_checks()
+            {
                 // Data at hand (kept from an earlier run) advanced the sync: go round again.
                 continue;
             }
@@ -373,8 +390,14 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
                 }
                 if self.sched.fetchable() == 0 {
                     // Only reachable if a blob we hold refers to nothing we can ask for.
-                    return Err(SyncError::InvalidState("scheduler has nothing to fetch".into()));
+                    return Err(SyncError::InvalidState(
+                        "scheduler has nothing to fetch".into(),
+                    ));
                 }
+            }
+            if self.in_flight.is_empty() && self.writing.is_none() {
+                // Nothing could wake the loop but a command: say so rather than hang.
+                return Err(SyncError::InvalidState("no request could be made".into()));
             }
             let waited = self.clock.now_ms();
             let event = self.next_event(rx).await;
@@ -399,10 +422,22 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
                 None => future::pending().await,
             }
         };
-        let answer = self.in_flight.next();
+        // An empty FuturesUnordered is ready at once (with None): waiting on it would spin
+        // without ever yielding, and in a browser the write it waits for could never land.
+        let answer = async {
+            match self.in_flight.is_empty() {
+                true => future::pending().await,
+                false => self.in_flight.next().await,
+            }
+        };
         // Biased: a landed write and commands first, so a stream of ready answers can
         // neither starve the commit nor delay a cancel.
-        match future::select(future::select(Box::pin(written), rx.next()), answer).await {
+        match future::select(
+            future::select(Box::pin(written), rx.next()),
+            Box::pin(answer),
+        )
+        .await
+        {
             Either::Left((Either::Left((r, _)), _)) => Event::Written(r),
             Either::Left((Either::Right((c, _)), _)) => Event::Command(c),
             Either::Right((a, _)) => Event::Answer(a),
@@ -416,12 +451,25 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
     ) -> Result<(), SyncError> {
         match cmd {
             Command::AddPeer(peer) => {
-                let stats = PeerStats { id: peer.id().to_string(), ..PeerStats::default() };
+                let stats = PeerStats {
+                    id: peer.id().to_string(),
+                    ..PeerStats::default()
+                };
                 let capacity = self.config.initial_request_items as f64;
-                self.peers.push(PeerSlot { peer, stats, capacity, failures_in_row: 0, bad_answers: 0 });
+                self.peers.push(PeerSlot {
+                    peer,
+                    stats,
+                    capacity,
+                    failures_in_row: 0,
+                    bad_answers: 0,
+                });
             }
             Command::RemovePeer(id) => {
-                for slot in self.peers.iter_mut().filter(|s| s.stats.id == id && s.usable()) {
+                for slot in self
+                    .peers
+                    .iter_mut()
+                    .filter(|s| s.stats.id == id && s.usable())
+                {
                     slot.stats.dropped = Some("removed".into());
                 }
             }
@@ -434,7 +482,8 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
                     // verified; so is the old frontier.
                     self.generation += 1;
                     let old = std::mem::replace(&mut self.sched, Scheduler::new(root, true));
-                    self.verified.extend(old.waiting().into_iter().map(|b| (keccak256(&b), b)));
+                    self.verified
+                        .extend(old.waiting().into_iter().map(|b| (keccak256(&b), b)));
                     self.omitted_by.clear();
                     self.meta.root = root;
                     self.progress.root = root;
@@ -471,7 +520,9 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
     /// already failed to deliver, if the queue holds one.
     fn assign(&mut self) -> Option<H256> {
         let mut stuck = None;
-        let usable: Vec<usize> = (0..self.peers.len()).filter(|&i| self.peers[i].usable()).collect();
+        let usable: Vec<usize> = (0..self.peers.len())
+            .filter(|&i| self.peers[i].usable())
+            .collect();
         for &idx in &usable {
             while (self.peers[idx].stats.in_flight as usize) < self.config.max_in_flight_per_peer {
                 let want = self.peers[idx].capacity.round().max(1.0) as usize;
@@ -548,7 +599,10 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
         }));
     }
 
-    fn handle_answer(&mut self, (idx, generation, keys, sent, result): Answer) -> Result<(), SyncError> {
+    fn handle_answer(
+        &mut self,
+        (idx, generation, keys, sent, result): Answer,
+    ) -> Result<(), SyncError> {
         let elapsed = (self.clock.now_ms() - sent).max(1.0);
         self.peers[idx].stats.in_flight -= 1;
         if generation != self.generation {
@@ -585,7 +639,11 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
             }
         }
         self.progress.timings.process_ms += self.clock.now_ms() - t;
-        let omitted: Vec<ItemKey> = keys.iter().filter(|k| !delivered.contains(k)).copied().collect();
+        let omitted: Vec<ItemKey> = keys
+            .iter()
+            .filter(|k| !delivered.contains(k))
+            .copied()
+            .collect();
         self.sched.retry(&omitted);
         // An answer with bad data is the peer's fault, not proof that it lacks the rest:
         // it is penalised below and may be asked again until dropped.
@@ -607,7 +665,10 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
         if rejected > 0 {
             slot.bad_answers += 1;
             if slot.bad_answers >= limit {
-                slot.stats.dropped = Some(format!("sent {} blobs that match nothing asked", slot.stats.rejected));
+                slot.stats.dropped = Some(format!(
+                    "sent {} blobs that match nothing asked",
+                    slot.stats.rejected
+                ));
             }
         }
         // Tune the request size to what the peer delivers in the target time (geth's
@@ -649,7 +710,10 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
             slot.stats.failures += 1;
         }
         if slot.failures_in_row >= limit && slot.stats.dropped.is_none() {
-            slot.stats.dropped = Some(format!("{} failed requests in a row, last: {err}", slot.failures_in_row));
+            slot.stats.dropped = Some(format!(
+                "{} failed requests in a row, last: {err}",
+                slot.failures_in_row
+            ));
         }
         slot.stats.capacity = slot.capacity.round() as u32;
     }
@@ -668,14 +732,18 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
     ) -> Result<(), SyncError> {
         self.wait_for_write(on_progress).await?;
         let complete = self.sched.is_done();
-        if self.sched.batch_bytes() == 0 && frontier.is_none() && !(complete && !self.meta.complete) {
+        if self.sched.batch_bytes() == 0 && frontier.is_none() && !(complete && !self.meta.complete)
+        {
             return Ok(());
         }
         self.start_write(frontier);
         self.wait_for_write(on_progress).await
     }
 
-    async fn wait_for_write(&mut self, on_progress: &mut dyn FnMut(&Progress)) -> Result<(), SyncError> {
+    async fn wait_for_write(
+        &mut self,
+        on_progress: &mut dyn FnMut(&Progress),
+    ) -> Result<(), SyncError> {
         if let Some(mut writing) = self.writing.take() {
             let result = (&mut writing.future).await;
             self.write_done(writing, result, on_progress)?;
@@ -704,7 +772,12 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
         let store = self.store;
         let record = meta.clone();
         let future = Box::pin(async move { store.write(&batch, &record).await });
-        self.writing = Some(Writing { future, meta, counts, started: self.clock.now_ms() });
+        self.writing = Some(Writing {
+            future,
+            meta,
+            counts,
+            started: self.clock.now_ms(),
+        });
     }
 
     /// A write landed: its items are in the store now, report them.
@@ -758,7 +831,8 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
                 if self.sched.is_done() {
                     frontier.clear();
                 }
-                self.commit_with_frontier(Some(frontier), on_progress).await?;
+                self.commit_with_frontier(Some(frontier), on_progress)
+                    .await?;
                 other.map(|()| self.snapshot())
             }
         }

@@ -17,7 +17,7 @@ use triesync_core::state::{build_state, Account, BuiltState, GenesisAccount};
 use triesync_core::store::{ItemKey, Kind, MemoryStore, Store, SyncMeta};
 use triesync_core::synthetic::{build_synthetic, SyntheticSpec};
 use triesync_core::testing::{Behaviour, MemoryPeer, ThreadClock};
-use triesync_core::{keccak256, walk, H256, EMPTY_CODE_HASH, EMPTY_ROOT};
+use triesync_core::{keccak256, walk, EMPTY_CODE_HASH, EMPTY_ROOT, H256};
 
 /// Tiny deterministic shuffle (no rand dependency).
 fn shuffle<T>(items: &mut [T], seed: &mut u64) {
@@ -53,7 +53,13 @@ struct Manual {
 
 impl Default for Manual {
     fn default() -> Self {
-        Manual { count: 384, seed: 0, twice: false, stop_after_commits: None, batch_bytes: 100 * 1024 }
+        Manual {
+            count: 384,
+            seed: 0,
+            twice: false,
+            stop_after_commits: None,
+            batch_bytes: 100 * 1024,
+        }
     }
 }
 
@@ -68,7 +74,13 @@ struct ManualRun {
 
 fn manual_sync(state: &BuiltState, store: &MemoryStore, opts: Manual) -> ManualRun {
     let mut sched = Scheduler::new(state.root, true);
-    let mut run = ManualRun { fetched: vec![], committed: HashSet::new(), peak_live: 0, live_samples: vec![], done: false };
+    let mut run = ManualRun {
+        fetched: vec![],
+        committed: HashSet::new(),
+        peak_live: 0,
+        live_samples: vec![],
+        done: false,
+    };
     let mut seed = opts.seed;
     let mut commits = 0;
     loop {
@@ -82,7 +94,8 @@ fn manual_sync(state: &BuiltState, store: &MemoryStore, opts: Manual) -> ManualR
                 sched.resolve_check(k, p);
             }
         }
-        let flush = sched.batch_bytes() >= opts.batch_bytes || (sched.is_done() && sched.batch_bytes() > 0);
+        let flush =
+            sched.batch_bytes() >= opts.batch_bytes || (sched.is_done() && sched.batch_bytes() > 0);
         if flush {
             if opts.stop_after_commits == Some(commits) {
                 return run;
@@ -98,7 +111,11 @@ fn manual_sync(state: &BuiltState, store: &MemoryStore, opts: Manual) -> ManualR
             return run;
         }
         let mut keys = sched.missing(opts.count);
-        assert!(!keys.is_empty(), "scheduler stalled with {} pending", sched.pending());
+        assert!(
+            !keys.is_empty(),
+            "scheduler stalled with {} pending",
+            sched.pending()
+        );
         run.fetched.extend(&keys);
         if opts.seed != 0 {
             shuffle(&mut keys, &mut seed);
@@ -107,7 +124,10 @@ fn manual_sync(state: &BuiltState, store: &MemoryStore, opts: Manual) -> ManualR
             let blob = source(state, key);
             assert_eq!(sched.process(blob.clone()), Ok(*key));
             if opts.twice {
-                assert_eq!(sched.process(blob), Err(ProcessError::AlreadyProcessed(key.hash)));
+                assert_eq!(
+                    sched.process(blob),
+                    Err(ProcessError::AlreadyProcessed(key.hash))
+                );
             }
         }
         run.peak_live = run.peak_live.max(sched.live_entries());
@@ -132,7 +152,11 @@ fn assert_exact(store: &MemoryStore, state: &BuiltState) {
 fn assert_consistent(store: &MemoryStore) {
     for key in store.keys() {
         let data = store.get_sync(&key).unwrap();
-        assert_eq!(keccak256(&data), key.hash, "{key:?} does not hash to its key");
+        assert_eq!(
+            keccak256(&data),
+            key.hash,
+            "{key:?} does not hash to its key"
+        );
         if key.kind == Kind::Code {
             continue;
         }
@@ -147,7 +171,10 @@ fn assert_consistent(store: &MemoryStore) {
             }
             for (_, c) in node.children() {
                 match c {
-                    ChildRef::Hash(h) => assert!(store.get_sync(&ItemKey::node(h)).is_some(), "{key:?} stored without child {h:?}"),
+                    ChildRef::Hash(h) => assert!(
+                        store.get_sync(&ItemKey::node(h)).is_some(),
+                        "{key:?} stored without child {h:?}"
+                    ),
                     ChildRef::Inline(raw) => stack.push(raw.to_vec()),
                     ChildRef::Empty => {}
                 }
@@ -155,10 +182,16 @@ fn assert_consistent(store: &MemoryStore) {
             for v in values {
                 if let Ok(acc) = Account::decode(&v) {
                     if acc.storage_root != EMPTY_ROOT {
-                        assert!(store.get_sync(&ItemKey::node(acc.storage_root)).is_some(), "account without storage");
+                        assert!(
+                            store.get_sync(&ItemKey::node(acc.storage_root)).is_some(),
+                            "account without storage"
+                        );
                     }
                     if acc.code_hash != EMPTY_CODE_HASH {
-                        assert!(store.get_sync(&ItemKey::code(acc.code_hash)).is_some(), "account without code");
+                        assert!(
+                            store.get_sync(&ItemKey::code(acc.code_hash)).is_some(),
+                            "account without code"
+                        );
                     }
                 }
             }
@@ -171,10 +204,19 @@ fn fixture(stem: &str) -> BuiltState {
 }
 
 fn quick_config() -> SyncConfig {
-    SyncConfig { request_timeout: Duration::from_millis(300), batch_bytes: 16 * 1024, ..SyncConfig::default() }
+    SyncConfig {
+        request_timeout: Duration::from_millis(300),
+        batch_bytes: 16 * 1024,
+        ..SyncConfig::default()
+    }
 }
 
-fn drive(root: H256, store: &MemoryStore, peers: Vec<Rc<dyn Peer>>, config: SyncConfig) -> (Result<Progress, SyncError>, Vec<Progress>) {
+fn drive(
+    root: H256,
+    store: &MemoryStore,
+    peers: Vec<Rc<dyn Peer>>,
+    config: SyncConfig,
+) -> (Result<Progress, SyncError>, Vec<Progress>) {
     let clock = ThreadClock::new();
     let (syncer, handle) = Syncer::new(root, config);
     for p in peers {
@@ -195,7 +237,11 @@ fn test_sync_every_fixture_in_order() {
         let run = manual_sync(&state, &store, Manual::default());
         assert!(run.done);
         assert_exact(&store, &state);
-        assert_eq!(run.fetched.len(), state.nodes.len() + state.codes.len(), "{stem}: each item fetched once");
+        assert_eq!(
+            run.fetched.len(),
+            state.nodes.len() + state.codes.len(),
+            "{stem}: each item fetched once"
+        );
     }
 }
 
@@ -204,7 +250,14 @@ fn test_sync_random_order() {
     let state = fixture("bt-block504980");
     for seed in [1, 7, 99] {
         let store = MemoryStore::new();
-        let run = manual_sync(&state, &store, Manual { seed, ..Manual::default() });
+        let run = manual_sync(
+            &state,
+            &store,
+            Manual {
+                seed,
+                ..Manual::default()
+            },
+        );
         assert!(run.done);
         assert_exact(&store, &state);
     }
@@ -215,7 +268,16 @@ fn test_sync_small_batches() {
     let state = fixture("mainnet-genesis");
     for count in [1, 3, 17] {
         let store = MemoryStore::new();
-        let run = manual_sync(&state, &store, Manual { count, batch_bytes: 4096, seed: 5, ..Manual::default() });
+        let run = manual_sync(
+            &state,
+            &store,
+            Manual {
+                count,
+                batch_bytes: 4096,
+                seed: 5,
+                ..Manual::default()
+            },
+        );
         assert!(run.done);
         assert_exact(&store, &state);
         assert_consistent(&store);
@@ -226,7 +288,14 @@ fn test_sync_small_batches() {
 fn test_sync_duplicated_deliveries() {
     let state = fixture("bt-walletConfirm");
     let store = MemoryStore::new();
-    let run = manual_sync(&state, &store, Manual { twice: true, ..Manual::default() });
+    let run = manual_sync(
+        &state,
+        &store,
+        Manual {
+            twice: true,
+            ..Manual::default()
+        },
+    );
     assert!(run.done);
     assert_exact(&store, &state);
 }
@@ -240,16 +309,32 @@ fn test_sync_unrequested_and_mismatching_blobs_are_rejected() {
     assert_eq!(sched.missing(10), vec![root_key]);
     // Unrequested: a real node of the state that nobody asked for yet.
     let other = state.nodes.iter().find(|(h, _)| **h != state.root).unwrap();
-    assert_eq!(sched.process(other.1.clone()), Err(ProcessError::NotRequested(*other.0)));
+    assert_eq!(
+        sched.process(other.1.clone()),
+        Err(ProcessError::NotRequested(*other.0))
+    );
     // A corrupt root: rejected, and the root is still wanted.
     let mut bad = state.nodes[&state.root].clone();
     bad[5] ^= 0xff;
-    assert!(matches!(sched.process(bad), Err(ProcessError::NotRequested(_))));
+    assert!(matches!(
+        sched.process(bad),
+        Err(ProcessError::NotRequested(_))
+    ));
     assert_eq!(sched.batch_bytes(), 0);
     sched.retry(&[root_key]);
-    assert_eq!(sched.missing(10), vec![root_key], "asked again after the bad blob");
-    assert_eq!(sched.process(state.nodes[&state.root].clone()), Ok(root_key));
-    assert!(sched.missing(100).len() > 1, "the good root opened its children");
+    assert_eq!(
+        sched.missing(10),
+        vec![root_key],
+        "asked again after the bad blob"
+    );
+    assert_eq!(
+        sched.process(state.nodes[&state.root].clone()),
+        Ok(root_key)
+    );
+    assert!(
+        sched.missing(100).len() > 1,
+        "the good root opened its children"
+    );
 }
 
 #[test]
@@ -282,19 +367,46 @@ fn test_sync_partial_answers() {
 fn test_sync_interrupt_then_resume_fetches_nothing_committed_twice() {
     let state = fixture("mainnet-genesis");
     let store = MemoryStore::new();
-    let first = manual_sync(&state, &store, Manual { stop_after_commits: Some(5), seed: 3, ..Manual::default() });
+    let first = manual_sync(
+        &state,
+        &store,
+        Manual {
+            stop_after_commits: Some(5),
+            seed: 3,
+            ..Manual::default()
+        },
+    );
     assert!(!first.done);
     assert_consistent(&store);
     let committed = first.committed.len();
     assert!(committed > 1000, "committed {committed}");
-    let second = manual_sync(&state, &store, Manual { seed: 4, ..Manual::default() });
+    let second = manual_sync(
+        &state,
+        &store,
+        Manual {
+            seed: 4,
+            ..Manual::default()
+        },
+    );
     assert!(second.done);
     assert_exact(&store, &state);
-    let refetched: Vec<_> = second.fetched.iter().filter(|k| first.committed.contains(k)).collect();
-    assert!(refetched.is_empty(), "{} committed items fetched again", refetched.len());
+    let refetched: Vec<_> = second
+        .fetched
+        .iter()
+        .filter(|k| first.committed.contains(k))
+        .collect();
+    assert!(
+        refetched.is_empty(),
+        "{} committed items fetched again",
+        refetched.len()
+    );
     // What was fetched but not yet committed at the crash is bounded by the frontier.
     let lost = first.fetched.len() - committed;
-    assert!(lost <= first.peak_live + 384, "lost {lost} > frontier {}", first.peak_live);
+    assert!(
+        lost <= first.peak_live + 384,
+        "lost {lost} > frontier {}",
+        first.peak_live
+    );
     assert_eq!(second.fetched.len() + committed, state.nodes.len());
 }
 
@@ -305,7 +417,12 @@ fn test_sync_empty_root_needs_nothing() {
     assert!(sched.pending_checks(10).is_empty());
     let store = MemoryStore::new();
     let peer = MemoryPeer::new("p", &BuiltState::default(), Behaviour::Honest);
-    let (result, _) = drive(EMPTY_ROOT, &store, vec![Rc::new(peer.clone())], quick_config());
+    let (result, _) = drive(
+        EMPTY_ROOT,
+        &store,
+        vec![Rc::new(peer.clone())],
+        quick_config(),
+    );
     assert!(result.unwrap().complete);
     assert_eq!(peer.requests.get(), 0);
 }
@@ -316,7 +433,12 @@ fn test_sync_root_already_in_store_fetches_nothing() {
     let store = MemoryStore::new();
     manual_sync(&state, &store, Manual::default());
     let peer = MemoryPeer::new("p", &state, Behaviour::Honest);
-    let (result, _) = drive(state.root, &store, vec![Rc::new(peer.clone())], quick_config());
+    let (result, _) = drive(
+        state.root,
+        &store,
+        vec![Rc::new(peer.clone())],
+        quick_config(),
+    );
     let report = result.unwrap();
     assert!(report.complete);
     assert_eq!(report.found_in_store, 1);
@@ -337,7 +459,12 @@ fn test_sync_shared_storage_and_code_fetched_once() {
     assert_eq!(state.codes.len(), 1);
     let store = MemoryStore::new();
     let peer = MemoryPeer::new("p", &state, Behaviour::Honest);
-    let (result, _) = drive(state.root, &store, vec![Rc::new(peer.clone())], quick_config());
+    let (result, _) = drive(
+        state.root,
+        &store,
+        vec![Rc::new(peer.clone())],
+        quick_config(),
+    );
     assert!(result.unwrap().complete);
     assert_exact(&store, &state);
     let asked = peer.asked.borrow();
@@ -353,7 +480,12 @@ fn test_driver_syncs_every_fixture_from_one_peer() {
         let state = fixture(stem);
         let store = MemoryStore::new();
         let peer = MemoryPeer::new("p", &state, Behaviour::Honest);
-        let (result, progress) = drive(state.root, &store, vec![Rc::new(peer)], SyncConfig::default());
+        let (result, progress) = drive(
+            state.root,
+            &store,
+            vec![Rc::new(peer)],
+            SyncConfig::default(),
+        );
         let report = result.unwrap();
         assert!(report.complete, "{stem}");
         assert_eq!(report.nodes as usize, state.nodes.len());
@@ -372,7 +504,12 @@ fn hostile_next_to_good(behaviour: Behaviour) -> (Progress, MemoryStore, BuiltSt
     let store = MemoryStore::new();
     let good = MemoryPeer::new("good", &state, Behaviour::Honest);
     let bad = good.sibling("bad", behaviour);
-    let (result, _) = drive(state.root, &store, vec![Rc::new(bad), Rc::new(good)], quick_config());
+    let (result, _) = drive(
+        state.root,
+        &store,
+        vec![Rc::new(bad), Rc::new(good)],
+        quick_config(),
+    );
     let report = result.unwrap();
     assert_exact(&store, &state);
     (report, store, state)
@@ -438,17 +575,33 @@ fn test_driver_slow_peer_is_kept_and_used() {
 fn test_driver_only_hostile_peers_fail_typed_and_store_stays_consistent() {
     let state = fixture("mainnet-genesis");
     let honest = MemoryPeer::new("x", &state, Behaviour::Honest);
-    for behaviour in [Behaviour::Stall, Behaviour::Drop, Behaviour::Corrupt, Behaviour::Garbage] {
+    for behaviour in [
+        Behaviour::Stall,
+        Behaviour::Drop,
+        Behaviour::Corrupt,
+        Behaviour::Garbage,
+    ] {
         let store = MemoryStore::new();
-        let peers: Vec<Rc<dyn Peer>> = vec![Rc::new(honest.sibling("a", behaviour.clone())), Rc::new(honest.sibling("b", behaviour))];
+        let peers: Vec<Rc<dyn Peer>> = vec![
+            Rc::new(honest.sibling("a", behaviour.clone())),
+            Rc::new(honest.sibling("b", behaviour)),
+        ];
         let (result, _) = drive(state.root, &store, peers, quick_config());
         assert_eq!(result.unwrap_err(), SyncError::NoPeers { dropped: 2 });
         assert_consistent(&store);
     }
     // A peer that omits some items forever: the rest is synced, the gap reported.
     let store = MemoryStore::new();
-    let (result, _) = drive(state.root, &store, vec![Rc::new(honest.sibling("o", Behaviour::OmitEvery(50)))], quick_config());
-    assert!(matches!(result, Err(SyncError::Unavailable { .. })), "{result:?}");
+    let (result, _) = drive(
+        state.root,
+        &store,
+        vec![Rc::new(honest.sibling("o", Behaviour::OmitEvery(50)))],
+        quick_config(),
+    );
+    assert!(
+        matches!(result, Err(SyncError::Unavailable { .. })),
+        "{result:?}"
+    );
     assert_consistent(&store);
     assert!(store.count(Kind::Node) > 0);
 }
@@ -508,7 +661,12 @@ fn test_driver_cancel_keeps_complete_items_and_resumes() {
     let kept: HashSet<ItemKey> = store.keys().into_iter().collect();
     assert!(kept.len() > 100);
     let resumed = MemoryPeer::new("p2", &state, Behaviour::Honest);
-    let (result, _) = drive(state.root, &store, vec![Rc::new(resumed.clone())], quick_config());
+    let (result, _) = drive(
+        state.root,
+        &store,
+        vec![Rc::new(resumed.clone())],
+        quick_config(),
+    );
     let report = result.unwrap();
     assert!(report.complete);
     // The verified frontier kept at the stop was used, not fetched again: only answers
@@ -518,7 +676,10 @@ fn test_driver_cancel_keeps_complete_items_and_resumes() {
     assert!(twice <= 2 * 384, "{twice} items fetched twice");
     assert_exact(&store, &state);
     let asked = resumed.asked.borrow();
-    assert!(asked.keys().all(|k| !kept.contains(k)), "a kept item was fetched again");
+    assert!(
+        asked.keys().all(|k| !kept.contains(k)),
+        "a kept item was fetched again"
+    );
 }
 
 #[test]
@@ -527,13 +688,22 @@ fn test_driver_new_root_mid_sync_keeps_committed_work() {
     let fixture = common::load_state("mainnet-genesis").0;
     let mut accounts = fixture.accounts().unwrap();
     accounts[0].nonce += 1;
-    accounts.push(GenesisAccount { address: [0xee; 20], nonce: 1, ..GenesisAccount::default() });
+    accounts.push(GenesisAccount {
+        address: [0xee; 20],
+        nonce: 1,
+        ..GenesisAccount::default()
+    });
     let new = build_state(accounts);
     let store = MemoryStore::new();
     let clock = ThreadClock::new();
     let mut merged = old.nodes.clone();
     merged.extend(new.nodes.iter().map(|(k, v)| (*k, v.clone())));
-    let serving = BuiltState { root: new.root, nodes: merged, codes: HashMap::new(), accounts: 0 };
+    let serving = BuiltState {
+        root: new.root,
+        nodes: merged,
+        codes: HashMap::new(),
+        accounts: 0,
+    };
     let peer = MemoryPeer::new("p", &serving, Behaviour::Honest);
     let (syncer, handle) = Syncer::new(old.root, quick_config());
     handle.add_peer(Rc::new(peer.clone()));
@@ -588,7 +758,109 @@ fn test_scheduler_memory_is_bounded_on_100k_accounts() {
     let n = run.live_samples.len();
     let first_half = run.live_samples[..n / 2].iter().max().copied().unwrap();
     let second_half = run.live_samples[n / 2..].iter().max().copied().unwrap();
-    eprintln!("items {total}, peak live {}, first half {first_half}, second half {second_half}", run.peak_live);
-    assert!(run.peak_live < total / 5, "peak live {} of {total}", run.peak_live);
-    assert!(second_half <= first_half + first_half / 2, "live entries grew: {first_half} -> {second_half}");
+    eprintln!(
+        "items {total}, peak live {}, first half {first_half}, second half {second_half}",
+        run.peak_live
+    );
+    assert!(
+        run.peak_live < total / 5,
+        "peak live {} of {total}",
+        run.peak_live
+    );
+    assert!(
+        second_half <= first_half + first_half / 2,
+        "live entries grew: {first_half} -> {second_half}"
+    );
+}
+
+/// A store whose writes land only when another task of the same single-threaded executor
+/// gets to run, as IndexedDB's do in a browser: a driver that waited without yielding
+/// would never see its write land.
+struct EventLoopStore {
+    inner: MemoryStore,
+    landing: Rc<std::cell::RefCell<Vec<futures::channel::oneshot::Sender<()>>>>,
+}
+
+impl Store for EventLoopStore {
+    async fn contains(
+        &self,
+        keys: &[ItemKey],
+    ) -> Result<Vec<bool>, triesync_core::store::StoreError> {
+        self.inner.contains(keys).await
+    }
+    async fn get_many(
+        &self,
+        keys: &[ItemKey],
+    ) -> Result<Vec<Option<Vec<u8>>>, triesync_core::store::StoreError> {
+        self.inner.get_many(keys).await
+    }
+    async fn write(
+        &self,
+        batch: &triesync_core::store::Batch,
+        meta: &SyncMeta,
+    ) -> Result<(), triesync_core::store::StoreError> {
+        let (tx, rx) = futures::channel::oneshot::channel();
+        self.landing.borrow_mut().push(tx);
+        rx.await
+            .expect("the event loop task lives as long as the sync");
+        self.inner.write(batch, meta).await
+    }
+    async fn meta(&self) -> Result<Option<SyncMeta>, triesync_core::store::StoreError> {
+        self.inner.meta().await
+    }
+    async fn frontier(&self) -> Result<Vec<Vec<u8>>, triesync_core::store::StoreError> {
+        self.inner.frontier().await
+    }
+}
+
+#[test]
+fn test_driver_yields_to_the_event_loop_while_a_write_is_pending() {
+    // Small batches and an instant peer: fetching outruns the writes, so the driver stops
+    // at its back-pressure limit with nothing in flight and must wait for the write alone.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use futures::task::LocalSpawnExt;
+        let state = fixture("mainnet-genesis");
+        let store = EventLoopStore {
+            inner: MemoryStore::new(),
+            landing: Rc::default(),
+        };
+        let mut pool = futures::executor::LocalPool::new();
+        let landing = store.landing.clone();
+        pool.spawner()
+            .spawn_local(async move {
+                loop {
+                    for tx in landing.borrow_mut().drain(..) {
+                        let _ = tx.send(());
+                    }
+                    // Back to the executor: this task runs again only when others yield.
+                    let mut yielded = false;
+                    futures::future::poll_fn(|cx| {
+                        if std::mem::replace(&mut yielded, true) {
+                            std::task::Poll::Ready(())
+                        } else {
+                            cx.waker().wake_by_ref();
+                            std::task::Poll::Pending
+                        }
+                    })
+                    .await;
+                }
+            })
+            .unwrap();
+        let clock = ThreadClock::new();
+        let config = SyncConfig {
+            batch_bytes: 4096,
+            ..SyncConfig::default()
+        };
+        let (syncer, handle) = Syncer::new(state.root, config);
+        handle.add_peer(Rc::new(MemoryPeer::new("p", &state, Behaviour::Honest)));
+        let result = pool.run_until(syncer.run(&store, &clock, &mut |_| {}));
+        let synced = result.is_ok() && store.inner.count(Kind::Node) == state.nodes.len();
+        let _ = done_tx.send((format!("{result:?}"), synced));
+    });
+    // A driver spinning without yielding never finishes: fail instead of hanging.
+    let (result, synced) = done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the sync never finished: the driver did not yield while its write was pending");
+    assert!(synced, "{result}");
 }
