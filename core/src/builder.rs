@@ -3,7 +3,7 @@
 //! Used by the tests, the reference peer and the benchmarks as the source of truth that a
 //! sync must reproduce exactly.
 
-use crate::hash::{keccak256, H256, EMPTY_ROOT};
+use crate::hash::{keccak256, EMPTY_ROOT, H256};
 use crate::nodes::{bytes_to_nibbles, encode_branch, encode_extension, encode_leaf, NodeRef};
 use std::collections::HashMap;
 
@@ -13,8 +13,10 @@ pub type NodeMap = HashMap<H256, Vec<u8>>;
 /// Builds the trie of `pairs` (later duplicates of a key win), inserts every node of 32
 /// bytes or more and the root into `nodes`, and returns the root hash.
 pub fn build_trie(pairs: Vec<(Vec<u8>, Vec<u8>)>, nodes: &mut NodeMap) -> H256 {
-    let mut items: Vec<(Vec<u8>, Vec<u8>)> =
-        pairs.into_iter().map(|(k, v)| (bytes_to_nibbles(&k), v)).collect();
+    let mut items: Vec<(Vec<u8>, Vec<u8>)> = pairs
+        .into_iter()
+        .map(|(k, v)| (bytes_to_nibbles(&k), v))
+        .collect();
     // Stable sort keeps insertion order among equal keys, so the last one wins below.
     items.sort_by(|a, b| a.0.cmp(&b.0));
     let mut unique: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(items.len());
@@ -42,7 +44,11 @@ fn encode_subtrie(items: &[(Vec<u8>, Vec<u8>)], depth: usize, nodes: &mut NodeMa
     let first = &items[0].0;
     let last = &items[items.len() - 1].0;
     // Sorted keys: the common prefix of all is the common prefix of the first and last.
-    let common = first[depth..].iter().zip(&last[depth..]).take_while(|(a, b)| a == b).count();
+    let common = first[depth..]
+        .iter()
+        .zip(&last[depth..])
+        .take_while(|(a, b)| a == b)
+        .count();
     if common > 0 {
         let child = encode_subtrie(items, depth + common, nodes);
         return encode_extension(&first[depth..depth + common], &store_ref(child, nodes));
@@ -95,14 +101,20 @@ mod tests {
         let mut a = NodeMap::new();
         let mut b = NodeMap::new();
         let r1 = build_trie(
-            vec![(b"do".to_vec(), b"x".to_vec()), (b"do".to_vec(), b"verb".to_vec())],
+            vec![
+                (b"do".to_vec(), b"x".to_vec()),
+                (b"do".to_vec(), b"verb".to_vec()),
+            ],
             &mut a,
         );
         let r2 = build_trie(vec![(b"do".to_vec(), b"verb".to_vec())], &mut b);
         assert_eq!(r1, r2);
         let r3 = build_trie(
-            vec![(b"do".to_vec(), b"verb".to_vec()), (b"dog".to_vec(), b"x".to_vec()),
-                 (b"dog".to_vec(), vec![])],
+            vec![
+                (b"do".to_vec(), b"verb".to_vec()),
+                (b"dog".to_vec(), b"x".to_vec()),
+                (b"dog".to_vec(), vec![]),
+            ],
             &mut a,
         );
         assert_eq!(r3, r2);

@@ -12,13 +12,13 @@ pub mod nodes;
 pub mod state;
 pub mod synthetic;
 
-pub use hash::{keccak256, H256, EMPTY_CODE_HASH, EMPTY_ROOT};
+pub use hash::{keccak256, EMPTY_CODE_HASH, EMPTY_ROOT, H256};
+pub mod driver;
+pub mod packed;
 pub mod peer;
 pub mod rlp_reader;
-pub mod store;
-pub mod packed;
 pub mod scheduler;
-pub mod driver;
-pub mod walk;
+pub mod store;
 pub mod testing;
+pub mod walk;
 pub mod wire;

@@ -32,7 +32,8 @@ pub trait Peer {
     /// A stable, human-readable id (usually the URL).
     fn id(&self) -> &str;
     /// Asks for `keys`. Dropping the future must cancel the request.
-    fn fetch(&self, keys: Vec<ItemKey>) -> LocalBoxFuture<'static, Result<Vec<Vec<u8>>, PeerError>>;
+    fn fetch(&self, keys: Vec<ItemKey>)
+        -> LocalBoxFuture<'static, Result<Vec<Vec<u8>>, PeerError>>;
 }
 
 /// Time for an executor-agnostic driver.

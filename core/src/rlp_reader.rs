@@ -87,7 +87,11 @@ pub fn read(buf: &[u8]) -> Result<(Item<'_>, &[u8]), RlpError> {
     let &first = buf.first().ok_or(RlpError::Empty)?;
     let (is_list, header, len) = match first {
         0x00..=0x7f => {
-            let item = Item { is_list: false, payload: &buf[..1], raw: &buf[..1] };
+            let item = Item {
+                is_list: false,
+                payload: &buf[..1],
+                raw: &buf[..1],
+            };
             return Ok((item, &buf[1..]));
         }
         0x80..=0xb7 => (false, 1, usize::from(first - 0x80)),
@@ -109,7 +113,14 @@ pub fn read(buf: &[u8]) -> Result<(Item<'_>, &[u8]), RlpError> {
     if !is_list && header == 1 && len == 1 && payload[0] < 0x80 {
         return Err(RlpError::SingleByteIndirection);
     }
-    Ok((Item { is_list, payload, raw: &buf[..end] }, &buf[end..]))
+    Ok((
+        Item {
+            is_list,
+            payload,
+            raw: &buf[..end],
+        },
+        &buf[end..],
+    ))
 }
 
 /// The big-endian length of `n` bytes after a long-form header: no leading zero, at least 56.
@@ -118,7 +129,9 @@ fn long_length(buf: &[u8], n: usize) -> Result<usize, RlpError> {
     if bytes[0] == 0 || n > std::mem::size_of::<usize>() {
         return Err(RlpError::NonCanonicalLength);
     }
-    let len = bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+    let len = bytes
+        .iter()
+        .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
     if len < 56 {
         return Err(RlpError::NonCanonicalLength);
     }
@@ -135,15 +148,36 @@ mod tests {
         assert_eq!(Item::parse(&[0x81, 0x80]).unwrap().payload, &[0x80]);
         let long = [&[0xb8, 56][..], &[7u8; 56][..]].concat();
         assert_eq!(Item::parse(&long).unwrap().payload.len(), 56);
-        assert_eq!(Item::parse(&[0x81, 0x05]), Err(RlpError::SingleByteIndirection));
-        assert_eq!(Item::parse(&[0xb8, 0x01, 0x01]), Err(RlpError::NonCanonicalLength));
-        assert_eq!(Item::parse(&[0xb9, 0x00, 0x40]), Err(RlpError::NonCanonicalLength));
-        assert_eq!(Item::parse(&[0xc2, 0x20, 0x01, 0xff]), Err(RlpError::Trailing));
+        assert_eq!(
+            Item::parse(&[0x81, 0x05]),
+            Err(RlpError::SingleByteIndirection)
+        );
+        assert_eq!(
+            Item::parse(&[0xb8, 0x01, 0x01]),
+            Err(RlpError::NonCanonicalLength)
+        );
+        assert_eq!(
+            Item::parse(&[0xb9, 0x00, 0x40]),
+            Err(RlpError::NonCanonicalLength)
+        );
+        assert_eq!(
+            Item::parse(&[0xc2, 0x20, 0x01, 0xff]),
+            Err(RlpError::Trailing)
+        );
         assert_eq!(Item::parse(&[0x83]), Err(RlpError::Truncated));
         assert_eq!(Item::parse(&[]), Err(RlpError::Empty));
         // A cut-off string inside a list is an error, not a shorter list.
-        assert_eq!(Item::parse(&[0xc3, 0x20, 0x01, 0x81]).unwrap().items(), Err(RlpError::Truncated));
-        assert_eq!(Item::parse(&[0xc1, 0x80]).unwrap().items().unwrap()[0].u64(), Ok(0));
-        assert_eq!(Item::parse(&[0x82, 0x00, 0x01]).unwrap().u64(), Err(RlpError::Integer));
+        assert_eq!(
+            Item::parse(&[0xc3, 0x20, 0x01, 0x81]).unwrap().items(),
+            Err(RlpError::Truncated)
+        );
+        assert_eq!(
+            Item::parse(&[0xc1, 0x80]).unwrap().items().unwrap()[0].u64(),
+            Ok(0)
+        );
+        assert_eq!(
+            Item::parse(&[0x82, 0x00, 0x01]).unwrap().u64(),
+            Err(RlpError::Integer)
+        );
     }
 }

@@ -8,7 +8,7 @@
 //! the unflushed batch. Nothing is remembered about items already written, so memory does
 //! not grow with the size of the state; "already have it" is always asked of the store.
 
-use crate::hash::{keccak256, H256, EMPTY_CODE_HASH, EMPTY_ROOT};
+use crate::hash::{keccak256, EMPTY_CODE_HASH, EMPTY_ROOT, H256};
 use crate::nodes::{decode_node, ChildRef, Node, NodeError};
 use crate::state::{Account, AccountError};
 use crate::store::{Batch, ItemKey, Kind};
@@ -147,7 +147,8 @@ impl Scheduler {
         };
         if !s.done {
             let key = ItemKey::node(root);
-            s.requests.insert(key, new_request(State::Checking, Trie::Account, 0, vec![]));
+            s.requests
+                .insert(key, new_request(State::Checking, Trie::Account, 0, vec![]));
             s.to_check.push_back(key);
         }
         s
@@ -193,7 +194,9 @@ impl Scheduler {
     /// Reports whether the store holds `key`. Present means complete (the store invariant),
     /// so it is never fetched; absent queues it for fetching.
     pub fn resolve_check(&mut self, key: ItemKey, present: bool) {
-        let Some(req) = self.requests.get_mut(&key) else { return };
+        let Some(req) = self.requests.get_mut(&key) else {
+            return;
+        };
         if req.state != State::Checking {
             return;
         }
@@ -212,7 +215,9 @@ impl Scheduler {
     pub fn missing(&mut self, max: usize) -> Vec<ItemKey> {
         let mut out = Vec::with_capacity(max.min(self.queue.len()));
         while out.len() < max {
-            let Some((_, key)) = self.queue.pop() else { break };
+            let Some((_, key)) = self.queue.pop() else {
+                break;
+            };
             if let Some(req) = self.requests.get_mut(&key) {
                 if req.state == State::Queued {
                     req.state = State::Fetching;
@@ -238,7 +243,10 @@ impl Scheduler {
 
     /// Items in the fetch queue or in flight.
     pub fn fetchable(&self) -> usize {
-        self.requests.values().filter(|r| matches!(r.state, State::Queued | State::Fetching)).count()
+        self.requests
+            .values()
+            .filter(|r| matches!(r.state, State::Queued | State::Fetching))
+            .count()
     }
 
     /// Takes a delivered blob: hashes it and keeps it only if the hash is a requested item.
@@ -258,7 +266,9 @@ impl Scheduler {
         match wanted.as_slice() {
             [] => {
                 let seen = keys.iter().any(|k| {
-                    self.requests.get(k).is_some_and(|r| r.state == State::Waiting)
+                    self.requests
+                        .get(k)
+                        .is_some_and(|r| r.state == State::Waiting)
                         || self.batch_keys.contains(k)
                         || self.flushing.contains(k)
                 });
@@ -329,7 +339,11 @@ impl Scheduler {
             return false;
         }
         let check = self.check_nodes || child.key.kind == Kind::Code || child.trie_root;
-        let state = if check { State::Checking } else { State::Queued };
+        let state = if check {
+            State::Checking
+        } else {
+            State::Queued
+        };
         let mut req = new_request(state, child.trie, child.depth, child.path);
         req.parents.push(parent);
         let prio = req.priority();
@@ -347,7 +361,9 @@ impl Scheduler {
     fn complete(&mut self, key: ItemKey, with_data: bool) {
         let mut stack = vec![(key, with_data)];
         while let Some((key, with_data)) = stack.pop() {
-            let Some(req) = self.requests.remove(&key) else { continue };
+            let Some(req) = self.requests.remove(&key) else {
+                continue;
+            };
             if with_data {
                 let data = req.data.expect("completed with data");
                 self.batch_keys.insert(key);
@@ -357,7 +373,10 @@ impl Scheduler {
                 self.done = true;
             }
             for parent in req.parents {
-                let p = self.requests.get_mut(&parent).expect("parent waits for its children");
+                let p = self
+                    .requests
+                    .get_mut(&parent)
+                    .expect("parent waits for its children");
                 p.deps -= 1;
                 if p.deps == 0 && p.state == State::Waiting {
                     stack.push((parent, true));
@@ -385,12 +404,17 @@ impl Scheduler {
 
     /// Nodes verified and waiting for children: the work a stop would lose.
     pub fn waiting(&self) -> Vec<Vec<u8>> {
-        self.requests.values().filter_map(|r| r.data.clone()).collect()
+        self.requests
+            .values()
+            .filter_map(|r| r.data.clone())
+            .collect()
     }
 
     /// Whether `key` is queued or in flight (wanted from a peer now).
     pub fn wants(&self, key: &ItemKey) -> bool {
-        self.requests.get(key).is_some_and(|r| matches!(r.state, State::Queued | State::Fetching))
+        self.requests
+            .get(key)
+            .is_some_and(|r| matches!(r.state, State::Queued | State::Fetching))
     }
 
     /// Counters.
@@ -400,7 +424,15 @@ impl Scheduler {
 }
 
 fn new_request(state: State, trie: Trie, depth: u16, path: Vec<u8>) -> Request {
-    Request { state, trie, depth, path, parents: Vec::new(), deps: 0, data: None }
+    Request {
+        state,
+        trie,
+        depth,
+        path,
+        parents: Vec::new(),
+        deps: 0,
+        data: None,
+    }
 }
 
 /// A reference found in a delivered node.
@@ -441,7 +473,11 @@ pub(crate) fn collect_children(
 ) -> Result<(), ChildError> {
     let node = decode_node(encoded).map_err(ChildError::Node)?;
     let extend = |path: &[u8], more: &[u8]| -> Vec<u8> {
-        path.iter().chain(more).take(PRIO_NIBBLES).copied().collect()
+        path.iter()
+            .chain(more)
+            .take(PRIO_NIBBLES)
+            .copied()
+            .collect()
     };
     let visit_child = |nibbles: &[u8], child: ChildRef<'_>, out: &mut Vec<Child>| {
         let child_depth = depth.saturating_add(nibbles.len() as u16);

@@ -1,7 +1,7 @@
 //! The account layer: account leaves, fixture states and whole-state building.
 
 use crate::builder::{build_trie, NodeMap};
-use crate::hash::{keccak256, H256, EMPTY_CODE_HASH, EMPTY_ROOT};
+use crate::hash::{keccak256, EMPTY_CODE_HASH, EMPTY_ROOT, H256};
 use crate::rlp_reader::Item;
 use rlp::RlpStream;
 use std::collections::{BTreeMap, HashMap};
@@ -67,10 +67,16 @@ impl Account {
         canonical_int(balance_bytes, 32).ok_or(AccountError::Integer("balance"))?;
         let mut balance = [0u8; 32];
         balance[32 - balance_bytes.len()..].copy_from_slice(balance_bytes);
-        let storage_root =
-            H256::from_slice(field(storage_root)?).ok_or(AccountError::HashLength("storageRoot"))?;
-        let code_hash = H256::from_slice(field(code_hash)?).ok_or(AccountError::HashLength("codeHash"))?;
-        Ok(Account { nonce, balance, storage_root, code_hash })
+        let storage_root = H256::from_slice(field(storage_root)?)
+            .ok_or(AccountError::HashLength("storageRoot"))?;
+        let code_hash =
+            H256::from_slice(field(code_hash)?).ok_or(AccountError::HashLength("codeHash"))?;
+        Ok(Account {
+            nonce,
+            balance,
+            storage_root,
+            code_hash,
+        })
     }
 
     /// Balance as `0x`-prefixed minimal hex (`0x0` for zero).
@@ -142,7 +148,10 @@ pub fn build_state(accounts: impl IntoIterator<Item = GenesisAccount>) -> BuiltS
             .iter()
             .filter(|(_, v)| v.iter().any(|&b| b != 0))
             .map(|(k, v)| {
-                (keccak256(k).0.to_vec(), rlp::encode(&strip_zeros(v)).to_vec())
+                (
+                    keccak256(k).0.to_vec(),
+                    rlp::encode(&strip_zeros(v)).to_vec(),
+                )
             })
             .collect();
         let storage_root = build_trie(slots, &mut state.nodes);
@@ -153,8 +162,12 @@ pub fn build_state(accounts: impl IntoIterator<Item = GenesisAccount>) -> BuiltS
             state.codes.insert(h, acc.code);
             h
         };
-        let account =
-            Account { nonce: acc.nonce, balance: acc.balance, storage_root, code_hash };
+        let account = Account {
+            nonce: acc.nonce,
+            balance: acc.balance,
+            storage_root,
+            code_hash,
+        };
         leaves.push((keccak256(&acc.address).0.to_vec(), account.encode()));
     }
     state.accounts = leaves.len();
@@ -215,8 +228,10 @@ impl StateFixture {
 
     /// The published root.
     pub fn root(&self) -> Result<H256, FixtureError> {
-        H256::from_hex(&self.state_root)
-            .map_err(|_| FixtureError::Hex { field: "stateRoot", value: self.state_root.clone() })
+        H256::from_hex(&self.state_root).map_err(|_| FixtureError::Hex {
+            field: "stateRoot",
+            value: self.state_root.clone(),
+        })
     }
 
     /// The accounts as plain values.
@@ -224,15 +239,22 @@ impl StateFixture {
         self.alloc
             .iter()
             .map(|(addr, a)| {
-                let address: [u8; 20] = hex_bytes(addr, "address")?
-                    .try_into()
-                    .map_err(|_| FixtureError::Hex { field: "address", value: addr.clone() })?;
+                let address: [u8; 20] =
+                    hex_bytes(addr, "address")?
+                        .try_into()
+                        .map_err(|_| FixtureError::Hex {
+                            field: "address",
+                            value: addr.clone(),
+                        })?;
                 let word = |s: &Option<String>, f| -> Result<[u8; 32], FixtureError> {
                     s.as_deref().map_or(Ok([0; 32]), |s| hex_word(s, f))
                 };
                 let nonce_word = word(&a.nonce, "nonce")?;
                 if nonce_word[..24].iter().any(|&b| b != 0) {
-                    return Err(FixtureError::Hex { field: "nonce", value: format!("{:?}", a.nonce) });
+                    return Err(FixtureError::Hex {
+                        field: "nonce",
+                        value: format!("{:?}", a.nonce),
+                    });
                 }
                 let storage = a
                     .storage
@@ -243,7 +265,10 @@ impl StateFixture {
                     address,
                     nonce: u64::from_be_bytes(nonce_word[24..].try_into().expect("8 bytes")),
                     balance: word(&a.balance, "balance")?,
-                    code: a.code.as_deref().map_or(Ok(vec![]), |c| hex_bytes(c, "code"))?,
+                    code: a
+                        .code
+                        .as_deref()
+                        .map_or(Ok(vec![]), |c| hex_bytes(c, "code"))?,
                     storage,
                 })
             })
@@ -259,8 +284,15 @@ impl StateFixture {
 /// Decodes `0x` hex of any length, padding an odd digit count on the left.
 pub fn hex_bytes(s: &str, field: &'static str) -> Result<Vec<u8>, FixtureError> {
     let digits = s.strip_prefix("0x").unwrap_or(s);
-    let padded = if digits.len() % 2 == 1 { format!("0{digits}") } else { digits.to_string() };
-    hex::decode(padded).map_err(|_| FixtureError::Hex { field, value: s.to_string() })
+    let padded = if digits.len() % 2 == 1 {
+        format!("0{digits}")
+    } else {
+        digits.to_string()
+    };
+    hex::decode(padded).map_err(|_| FixtureError::Hex {
+        field,
+        value: s.to_string(),
+    })
 }
 
 /// Decodes a hex integer into a 32-byte big-endian word.
@@ -268,7 +300,10 @@ pub fn hex_word(s: &str, field: &'static str) -> Result<[u8; 32], FixtureError> 
     let bytes = hex_bytes(s, field)?;
     let bytes = strip_zeros(&bytes);
     if bytes.len() > 32 {
-        return Err(FixtureError::Hex { field, value: s.to_string() });
+        return Err(FixtureError::Hex {
+            field,
+            value: s.to_string(),
+        });
     }
     let mut w = [0u8; 32];
     w[32 - bytes.len()..].copy_from_slice(bytes);
@@ -289,7 +324,12 @@ mod tests {
         let mut balance = [0u8; 32];
         balance[30] = 0x12;
         balance[31] = 0x34;
-        let a = Account { nonce: 7, balance, storage_root: EMPTY_ROOT, code_hash: EMPTY_CODE_HASH };
+        let a = Account {
+            nonce: 7,
+            balance,
+            storage_root: EMPTY_ROOT,
+            code_hash: EMPTY_CODE_HASH,
+        };
         assert_eq!(Account::decode(&a.encode()).unwrap(), a);
         assert_eq!(a.balance_hex(), "0x1234");
     }
@@ -297,12 +337,23 @@ mod tests {
     #[test]
     fn account_rejects_noncanonical() {
         let mut s = RlpStream::new_list(4);
-        s.append(&vec![0u8, 1]).append(&0u8).append(&EMPTY_ROOT.0.as_slice())
+        s.append(&vec![0u8, 1])
+            .append(&0u8)
+            .append(&EMPTY_ROOT.0.as_slice())
             .append(&EMPTY_CODE_HASH.0.as_slice());
-        assert_eq!(Account::decode(&s.out()), Err(AccountError::Integer("nonce")));
+        assert_eq!(
+            Account::decode(&s.out()),
+            Err(AccountError::Integer("nonce"))
+        );
         let mut s = RlpStream::new_list(4);
-        s.append(&1u8).append(&0u8).append(&vec![1u8; 31]).append(&EMPTY_CODE_HASH.0.as_slice());
-        assert_eq!(Account::decode(&s.out()), Err(AccountError::HashLength("storageRoot")));
+        s.append(&1u8)
+            .append(&0u8)
+            .append(&vec![1u8; 31])
+            .append(&EMPTY_CODE_HASH.0.as_slice());
+        assert_eq!(
+            Account::decode(&s.out()),
+            Err(AccountError::HashLength("storageRoot"))
+        );
         let mut s = RlpStream::new_list(3);
         s.append(&1u8).append(&0u8).append(&0u8);
         assert_eq!(Account::decode(&s.out()), Err(AccountError::Shape));

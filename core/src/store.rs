@@ -31,11 +31,17 @@ pub struct ItemKey {
 impl ItemKey {
     /// A trie node key.
     pub fn node(hash: H256) -> Self {
-        ItemKey { kind: Kind::Node, hash }
+        ItemKey {
+            kind: Kind::Node,
+            hash,
+        }
     }
     /// A code key.
     pub fn code(hash: H256) -> Self {
-        ItemKey { kind: Kind::Code, hash }
+        ItemKey {
+            kind: Kind::Code,
+            hash,
+        }
     }
 }
 
@@ -154,11 +160,22 @@ impl MemoryStore {
     }
     /// Number of items of `kind`.
     pub fn count(&self, kind: Kind) -> usize {
-        self.inner.borrow().items.keys().filter(|k| k.kind == kind).count()
+        self.inner
+            .borrow()
+            .items
+            .keys()
+            .filter(|k| k.kind == kind)
+            .count()
     }
     /// Total bytes of items of `kind`.
     pub fn bytes(&self, kind: Kind) -> usize {
-        self.inner.borrow().items.iter().filter(|(k, _)| k.kind == kind).map(|(_, v)| v.len()).sum()
+        self.inner
+            .borrow()
+            .items
+            .iter()
+            .filter(|(k, _)| k.kind == kind)
+            .map(|(_, v)| v.len())
+            .sum()
     }
     /// Synchronous lookup, for tests and walks.
     pub fn get_sync(&self, key: &ItemKey) -> Option<Vec<u8>> {

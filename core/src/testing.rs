@@ -57,12 +57,20 @@ impl ThreadClock {
                 }
                 q.timers.remove(&(when, id)).expect("present").wake();
             }
-            let wait = q.timers.keys().next().map_or(Duration::from_millis(50), |(w, _)| {
-                w.saturating_duration_since(now).min(Duration::from_millis(50))
-            });
+            let wait = q
+                .timers
+                .keys()
+                .next()
+                .map_or(Duration::from_millis(50), |(w, _)| {
+                    w.saturating_duration_since(now)
+                        .min(Duration::from_millis(50))
+                });
             let _unused = cv.wait_timeout(q, wait).expect("timer lock");
         });
-        ThreadClock { start: Instant::now(), shared }
+        ThreadClock {
+            start: Instant::now(),
+            shared,
+        }
     }
 }
 
@@ -109,7 +117,12 @@ impl Clock for ThreadClock {
         self.start.elapsed().as_secs_f64() * 1000.0
     }
     fn sleep(&self, d: Duration) -> LocalBoxFuture<'static, ()> {
-        Sleep { deadline: Instant::now() + d, id: None, shared: self.shared.clone() }.boxed_local()
+        Sleep {
+            deadline: Instant::now() + d,
+            id: None,
+            shared: self.shared.clone(),
+        }
+        .boxed_local()
     }
 }
 
@@ -201,7 +214,10 @@ impl Peer for MemoryPeer {
         &self.id
     }
 
-    fn fetch(&self, keys: Vec<ItemKey>) -> LocalBoxFuture<'static, Result<Vec<Vec<u8>>, PeerError>> {
+    fn fetch(
+        &self,
+        keys: Vec<ItemKey>,
+    ) -> LocalBoxFuture<'static, Result<Vec<Vec<u8>>, PeerError>> {
         self.requests.set(self.requests.get() + 1);
         {
             let mut asked = self.asked.borrow_mut();
@@ -214,7 +230,8 @@ impl Peer for MemoryPeer {
             Behaviour::Honest => {}
             Behaviour::Stall => return future::pending().boxed_local(),
             Behaviour::Drop => {
-                return future::ready(Err(PeerError::Connection("reset by peer".into()))).boxed_local()
+                return future::ready(Err(PeerError::Connection("reset by peer".into())))
+                    .boxed_local()
             }
             Behaviour::Garbage => {
                 return future::ready(Err(PeerError::Malformed("not RLP".into()))).boxed_local()
@@ -227,12 +244,20 @@ impl Peer for MemoryPeer {
             }
             Behaviour::OmitEvery(n) => {
                 let n = (*n).max(1);
-                blobs = blobs.into_iter().enumerate().filter(|(i, _)| i % n != n - 1).map(|(_, b)| b).collect();
+                blobs = blobs
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, _)| i % n != n - 1)
+                    .map(|(_, b)| b)
+                    .collect();
             }
             Behaviour::Empty => blobs.clear(),
             Behaviour::Unrequested(extra) => blobs.extend(extra.iter().cloned()),
             Behaviour::Duplicate(times) => {
-                blobs = blobs.iter().flat_map(|b| std::iter::repeat_n(b.clone(), *times)).collect();
+                blobs = blobs
+                    .iter()
+                    .flat_map(|b| std::iter::repeat_n(b.clone(), *times))
+                    .collect();
             }
             Behaviour::Delay(d, clock) => {
                 let sleep = clock.sleep(*d);

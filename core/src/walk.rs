@@ -2,7 +2,7 @@
 //! and a whole-trie verification. Every node read is re-hashed against the key it was
 //! read under, so a damaged store is reported, never trusted.
 
-use crate::hash::{keccak256, H256, EMPTY_CODE_HASH, EMPTY_ROOT};
+use crate::hash::{keccak256, EMPTY_CODE_HASH, EMPTY_ROOT, H256};
 use crate::nodes::{bytes_to_nibbles, decode_node, ChildRef, Node, NodeError};
 use crate::scheduler::{collect_children, Trie};
 use crate::state::{Account, AccountError};
@@ -52,7 +52,11 @@ async fn get_verified<S: Store>(store: &S, key: ItemKey) -> Result<Vec<u8>, Walk
 
 /// The value stored under `key` (raw bytes, already hashed for secure tries) in the trie
 /// of `root`, or `None` when the trie proves it absent.
-pub async fn lookup<S: Store>(store: &S, root: H256, key: &[u8]) -> Result<Option<Vec<u8>>, WalkError> {
+pub async fn lookup<S: Store>(
+    store: &S,
+    root: H256,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>, WalkError> {
     if root == EMPTY_ROOT {
         return Ok(None);
     }
@@ -88,7 +92,11 @@ pub async fn lookup<S: Store>(store: &S, root: H256, key: &[u8]) -> Result<Optio
 }
 
 /// The account at `address` in the state of `root`.
-pub async fn account<S: Store>(store: &S, root: H256, address: &[u8; 20]) -> Result<Option<Account>, WalkError> {
+pub async fn account<S: Store>(
+    store: &S,
+    root: H256,
+    address: &[u8; 20],
+) -> Result<Option<Account>, WalkError> {
     match lookup(store, root, &keccak256(address).0).await? {
         Some(v) => Ok(Some(Account::decode(&v)?)),
         None => Ok(None),
@@ -103,13 +111,17 @@ pub async fn storage<S: Store>(
     address: &[u8; 20],
     slot: &[u8; 32],
 ) -> Result<Option<[u8; 32]>, WalkError> {
-    let Some(acc) = account(store, root, address).await? else { return Ok(None) };
+    let Some(acc) = account(store, root, address).await? else {
+        return Ok(None);
+    };
     let mut word = [0u8; 32];
     if let Some(v) = lookup(store, acc.storage_root, &keccak256(slot).0).await? {
         let item = crate::rlp_reader::Item::parse(&v).map_err(NodeError::from)?;
         let bytes = item.bytes().map_err(NodeError::from)?;
         if bytes.len() > 32 {
-            return Err(WalkError::BadNode(NodeError::Rlp("storage value is not a word".into())));
+            return Err(WalkError::BadNode(NodeError::Rlp(
+                "storage value is not a word".into(),
+            )));
         }
         word[32 - bytes.len()..].copy_from_slice(bytes);
     }
@@ -117,12 +129,20 @@ pub async fn storage<S: Store>(
 }
 
 /// The code of `address`: `None` when the account does not exist, empty when it has none.
-pub async fn code<S: Store>(store: &S, root: H256, address: &[u8; 20]) -> Result<Option<Vec<u8>>, WalkError> {
-    let Some(acc) = account(store, root, address).await? else { return Ok(None) };
+pub async fn code<S: Store>(
+    store: &S,
+    root: H256,
+    address: &[u8; 20],
+) -> Result<Option<Vec<u8>>, WalkError> {
+    let Some(acc) = account(store, root, address).await? else {
+        return Ok(None);
+    };
     if acc.code_hash == EMPTY_CODE_HASH {
         return Ok(Some(Vec::new()));
     }
-    get_verified(store, ItemKey::code(acc.code_hash)).await.map(Some)
+    get_verified(store, ItemKey::code(acc.code_hash))
+        .await
+        .map(Some)
 }
 
 /// The result of walking a whole state.
@@ -238,19 +258,51 @@ mod tests {
 
     #[test]
     fn lookups_and_verify_on_a_small_state() {
-        let mut a = GenesisAccount { address: [1; 20], nonce: 3, code: vec![0x60, 0x00], ..Default::default() };
+        let mut a = GenesisAccount {
+            address: [1; 20],
+            nonce: 3,
+            code: vec![0x60, 0x00],
+            ..Default::default()
+        };
         a.balance[31] = 9;
-        a.storage = vec![([0; 32], { let mut v = [0; 32]; v[31] = 5; v })];
-        let b = GenesisAccount { address: [2; 20], ..Default::default() };
+        a.storage = vec![([0; 32], {
+            let mut v = [0; 32];
+            v[31] = 5;
+            v
+        })];
+        let b = GenesisAccount {
+            address: [2; 20],
+            ..Default::default()
+        };
         let state = build_state(vec![a.clone(), b]);
         let store = store_of(&state);
-        let acc = block_on(account(&store, state.root, &a.address)).unwrap().unwrap();
+        let acc = block_on(account(&store, state.root, &a.address))
+            .unwrap()
+            .unwrap();
         assert_eq!(acc.nonce, 3);
         assert_eq!(acc.balance[31], 9);
-        assert_eq!(block_on(storage(&store, state.root, &a.address, &[0; 32])).unwrap().unwrap()[31], 5);
-        assert_eq!(block_on(storage(&store, state.root, &a.address, &[1; 32])).unwrap().unwrap(), [0; 32]);
-        assert_eq!(block_on(code(&store, state.root, &a.address)).unwrap().unwrap(), vec![0x60, 0x00]);
-        assert_eq!(block_on(account(&store, state.root, &[3; 20])).unwrap(), None);
+        assert_eq!(
+            block_on(storage(&store, state.root, &a.address, &[0; 32]))
+                .unwrap()
+                .unwrap()[31],
+            5
+        );
+        assert_eq!(
+            block_on(storage(&store, state.root, &a.address, &[1; 32]))
+                .unwrap()
+                .unwrap(),
+            [0; 32]
+        );
+        assert_eq!(
+            block_on(code(&store, state.root, &a.address))
+                .unwrap()
+                .unwrap(),
+            vec![0x60, 0x00]
+        );
+        assert_eq!(
+            block_on(account(&store, state.root, &[3; 20])).unwrap(),
+            None
+        );
         let report = block_on(verify(&store, state.root)).unwrap();
         assert!(report.complete);
         assert_eq!(report.nodes as usize, state.nodes.len());
@@ -259,7 +311,11 @@ mod tests {
 
     #[test]
     fn verify_reports_missing_and_corrupt() {
-        let accounts = (0..50u8).map(|i| GenesisAccount { address: [i; 20], nonce: 1, ..Default::default() });
+        let accounts = (0..50u8).map(|i| GenesisAccount {
+            address: [i; 20],
+            nonce: 1,
+            ..Default::default()
+        });
         let state = build_state(accounts);
         let store = store_of(&state);
         let victim = *state.nodes.keys().find(|h| **h != state.root).unwrap();
@@ -268,8 +324,16 @@ mod tests {
         assert!(!report.complete);
         assert_eq!(report.missing, vec![ItemKey::node(victim)]);
         // Damage: store other bytes under a key.
-        let other = *state.nodes.keys().find(|h| **h != state.root && **h != victim).unwrap();
-        let batch = Batch { items: vec![(ItemKey::node(other), vec![0xc0])], bytes: 1, ..Default::default() };
+        let other = *state
+            .nodes
+            .keys()
+            .find(|h| **h != state.root && **h != victim)
+            .unwrap();
+        let batch = Batch {
+            items: vec![(ItemKey::node(other), vec![0xc0])],
+            bytes: 1,
+            ..Default::default()
+        };
         block_on(store.write(&batch, &SyncMeta::default())).unwrap();
         let report = block_on(verify(&store, state.root)).unwrap();
         assert_eq!(report.corrupt, vec![ItemKey::node(other)]);

@@ -65,24 +65,37 @@ fn hashes_of(list: &[Item<'_>]) -> Result<Vec<H256>, WireError> {
         return Err(WireError::Empty);
     }
     if list.len() > MAX_HASHES {
-        return Err(WireError::TooMany { count: list.len(), max: MAX_HASHES });
+        return Err(WireError::TooMany {
+            count: list.len(),
+            max: MAX_HASHES,
+        });
     }
     list.iter()
         .enumerate()
         .map(|(i, item)| {
-            let data = item.bytes().map_err(|_| WireError::Shape("hash must be a string"))?;
-            H256::from_slice(data).ok_or(WireError::HashLength { index: i, len: data.len() })
+            let data = item
+                .bytes()
+                .map_err(|_| WireError::Shape("hash must be a string"))?;
+            H256::from_slice(data).ok_or(WireError::HashLength {
+                index: i,
+                len: data.len(),
+            })
         })
         .collect()
 }
 
 fn blobs_of(list: &[Item<'_>], max_items: usize) -> Result<Vec<Vec<u8>>, WireError> {
     if list.len() > max_items {
-        return Err(WireError::TooMany { count: list.len(), max: max_items });
+        return Err(WireError::TooMany {
+            count: list.len(),
+            max: max_items,
+        });
     }
     list.iter()
         .map(|item| {
-            let data = item.bytes().map_err(|_| WireError::Shape("blob must be a string"))?;
+            let data = item
+                .bytes()
+                .map_err(|_| WireError::Shape("blob must be a string"))?;
             Ok(data.to_vec())
         })
         .collect()
@@ -162,7 +175,10 @@ pub fn encode_ws_response(id: u64, blobs: &[Vec<u8>]) -> Vec<u8> {
 }
 
 /// Reads a WebSocket answer of at most `max_items` blobs.
-pub fn decode_ws_response(bytes: &[u8], max_items: usize) -> Result<(u64, Vec<Vec<u8>>), WireError> {
+pub fn decode_ws_response(
+    bytes: &[u8],
+    max_items: usize,
+) -> Result<(u64, Vec<Vec<u8>>), WireError> {
     let (id, list) = ws_envelope(bytes)?;
     Ok((id, blobs_of(&list, max_items)?))
 }
@@ -197,18 +213,30 @@ pub fn decode_rpc_batch(body: &str, asked: usize) -> Result<Vec<Vec<u8>>, WireEr
         serde_json::Value::Array(a) => a,
         // A single error object answers a whole batch the server refused.
         serde_json::Value::Object(o) => {
-            return Err(WireError::Json(o.get("error").map_or("not a batch".into(), |e| e.to_string())))
+            return Err(WireError::Json(
+                o.get("error")
+                    .map_or("not a batch".into(), |e| e.to_string()),
+            ))
         }
         _ => return Err(WireError::Json("not a batch".into())),
     };
     if answers.len() > asked {
-        return Err(WireError::TooMany { count: answers.len(), max: asked });
+        return Err(WireError::TooMany {
+            count: answers.len(),
+            max: asked,
+        });
     }
     let mut out = Vec::with_capacity(answers.len());
     for a in answers {
-        let Some(result) = a.get("result") else { continue };
-        let text = result.as_str().ok_or_else(|| WireError::Json("result is not a string".into()))?;
-        let digits = text.strip_prefix("0x").ok_or_else(|| WireError::Json("result is not 0x-hex".into()))?;
+        let Some(result) = a.get("result") else {
+            continue;
+        };
+        let text = result
+            .as_str()
+            .ok_or_else(|| WireError::Json("result is not a string".into()))?;
+        let digits = text
+            .strip_prefix("0x")
+            .ok_or_else(|| WireError::Json("result is not 0x-hex".into()))?;
         out.push(hex::decode(digits).map_err(|e| WireError::Json(e.to_string()))?);
     }
     Ok(out)
@@ -225,23 +253,44 @@ mod tests {
         assert_eq!(decode_request(&encode_request(&hashes)).unwrap(), hashes);
         let blobs = vec![vec![1, 2, 3], vec![], vec![0xc0; 100]];
         assert_eq!(decode_blobs(&encode_blobs(&blobs), 10).unwrap(), blobs);
-        assert_eq!(decode_ws_request(&encode_ws_request(7, &hashes)).unwrap(), (7, hashes));
-        assert_eq!(decode_ws_response(&encode_ws_response(9, &blobs), 3).unwrap(), (9, blobs));
+        assert_eq!(
+            decode_ws_request(&encode_ws_request(7, &hashes)).unwrap(),
+            (7, hashes)
+        );
+        assert_eq!(
+            decode_ws_response(&encode_ws_response(9, &blobs), 3).unwrap(),
+            (9, blobs)
+        );
     }
 
     #[test]
     fn bad_messages_are_typed_errors() {
         assert_eq!(decode_request(&encode_request(&[])), Err(WireError::Empty));
         let many: Vec<H256> = (0..385u16).map(|i| keccak256(&i.to_be_bytes())).collect();
-        assert_eq!(decode_request(&encode_request(&many)), Err(WireError::TooMany { count: 385, max: 384 }));
+        assert_eq!(
+            decode_request(&encode_request(&many)),
+            Err(WireError::TooMany {
+                count: 385,
+                max: 384
+            })
+        );
         let mut s = RlpStream::new_list(1);
         s.append(&vec![1u8; 31]);
-        assert_eq!(decode_request(&s.out()), Err(WireError::HashLength { index: 0, len: 31 }));
+        assert_eq!(
+            decode_request(&s.out()),
+            Err(WireError::HashLength { index: 0, len: 31 })
+        );
         let mut body = encode_blobs(&[vec![1]]);
         body.push(0);
         assert!(matches!(decode_blobs(&body, 10), Err(WireError::Rlp(_))));
-        assert!(matches!(decode_blobs(&[0x82, 1, 2], 10), Err(WireError::Shape(_))));
-        assert!(matches!(decode_blobs(&encode_blobs(&[vec![1], vec![2]]), 1), Err(WireError::TooMany { .. })));
+        assert!(matches!(
+            decode_blobs(&[0x82, 1, 2], 10),
+            Err(WireError::Shape(_))
+        ));
+        assert!(matches!(
+            decode_blobs(&encode_blobs(&[vec![1], vec![2]]), 1),
+            Err(WireError::TooMany { .. })
+        ));
         assert!(decode_ws_response(&encode_blobs(&[vec![1]]), 10).is_err());
         assert!(decode_blobs(b"<html>502</html>", 10).is_err());
     }
@@ -255,6 +304,10 @@ mod tests {
         assert_eq!(decode_rpc_batch(answer, 2).unwrap(), vec![vec![0xc0]]);
         assert!(decode_rpc_batch("<html>", 2).is_err());
         assert!(decode_rpc_batch(r#"[{"result":"zz"}]"#, 2).is_err());
-        assert!(decode_rpc_batch(r#"[{"result":"0x00"},{"result":"0x00"},{"result":"0x00"}]"#, 2).is_err());
+        assert!(decode_rpc_batch(
+            r#"[{"result":"0x00"},{"result":"0x00"},{"result":"0x00"}]"#,
+            2
+        )
+        .is_err());
     }
 }

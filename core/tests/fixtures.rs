@@ -38,7 +38,10 @@ fn run_trietests(file: &str, secure: bool) -> usize {
     for (name, case) in &tests {
         let pairs: Vec<(Value, Value)> = match &case["in"] {
             Value::Array(items) => items.iter().map(|p| (p[0].clone(), p[1].clone())).collect(),
-            Value::Object(map) => map.iter().map(|(k, v)| (Value::String(k.clone()), v.clone())).collect(),
+            Value::Object(map) => map
+                .iter()
+                .map(|(k, v)| (Value::String(k.clone()), v.clone()))
+                .collect(),
             other => panic!("{name}: bad input {other}"),
         };
         let pairs = pairs

@@ -35,7 +35,14 @@ impl Rng {
 
 /// Small pages and tiers, so that small data spans many pages, runs and merges.
 fn tiny() -> PackedConfig {
-    PackedConfig { page_bytes: 600, tier_base_bytes: 1000, fan_in: 3, cache_pages: 2, compaction_flush_pages: 2, ..PackedConfig::default() }
+    PackedConfig {
+        page_bytes: 600,
+        tier_base_bytes: 1000,
+        fan_in: 3,
+        cache_pages: 2,
+        compaction_flush_pages: 2,
+        ..PackedConfig::default()
+    }
 }
 
 fn open(backend: &MemoryBackend, config: PackedConfig) -> PackedStore<MemoryBackend> {
@@ -47,23 +54,46 @@ fn random_item(rng: &mut Rng) -> (ItemKey, Vec<u8>) {
     let len = 1 + rng.below(300) as usize;
     let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
     let hash = keccak256(&data);
-    let key = if rng.below(5) == 0 { ItemKey::code(hash) } else { ItemKey::node(hash) };
+    let key = if rng.below(5) == 0 {
+        ItemKey::code(hash)
+    } else {
+        ItemKey::node(hash)
+    };
     (key, data)
 }
 
 fn meta_n(n: u64) -> SyncMeta {
-    SyncMeta { root: H256([n as u8; 32]), complete: n.is_multiple_of(2), nodes: n, node_bytes: 2 * n, codes: 3 * n, code_bytes: 4 * n }
+    SyncMeta {
+        root: H256([n as u8; 32]),
+        complete: n.is_multiple_of(2),
+        nodes: n,
+        node_bytes: 2 * n,
+        codes: 3 * n,
+        code_bytes: 4 * n,
+    }
 }
 
 /// Both stores answer `keys` identically (contains, get_many, get, meta, frontier).
 fn assert_same(packed: &PackedStore<MemoryBackend>, model: &MemoryStore, keys: &[ItemKey]) {
-    assert_eq!(block_on(packed.contains(keys)).unwrap(), block_on(model.contains(keys)).unwrap());
-    assert_eq!(block_on(packed.get_many(keys)).unwrap(), block_on(model.get_many(keys)).unwrap());
+    assert_eq!(
+        block_on(packed.contains(keys)).unwrap(),
+        block_on(model.contains(keys)).unwrap()
+    );
+    assert_eq!(
+        block_on(packed.get_many(keys)).unwrap(),
+        block_on(model.get_many(keys)).unwrap()
+    );
     if let Some(k) = keys.first() {
         assert_eq!(block_on(packed.get(*k)).unwrap(), model.get_sync(k));
     }
-    assert_eq!(block_on(packed.meta()).unwrap(), block_on(model.meta()).unwrap());
-    assert_eq!(block_on(packed.frontier()).unwrap(), block_on(model.frontier()).unwrap());
+    assert_eq!(
+        block_on(packed.meta()).unwrap(),
+        block_on(model.meta()).unwrap()
+    );
+    assert_eq!(
+        block_on(packed.frontier()).unwrap(),
+        block_on(model.frontier()).unwrap()
+    );
 }
 
 // ---- the Store contract ----
@@ -73,7 +103,17 @@ fn assert_same(packed: &PackedStore<MemoryBackend>, model: &MemoryStore, keys: &
 /// `MemoryStore` does, and so does a reopened one.
 #[test]
 fn test_contract_matches_memory_store() {
-    for (seed, config) in [(1, tiny()), (2, PackedConfig { auto_compact: false, ..tiny() }), (3, PackedConfig::default())] {
+    for (seed, config) in [
+        (1, tiny()),
+        (
+            2,
+            PackedConfig {
+                auto_compact: false,
+                ..tiny()
+            },
+        ),
+        (3, PackedConfig::default()),
+    ] {
         let mut rng = Rng(0x9e37_79b9 + seed);
         let backend = MemoryBackend::new();
         let packed = open(&backend, config.clone());
@@ -114,7 +154,11 @@ fn test_contract_matches_memory_store() {
 
 // ---- full syncs ----
 
-fn sync_into(store: &PackedStore<MemoryBackend>, state: &BuiltState, config: SyncConfig) -> Progress {
+fn sync_into(
+    store: &PackedStore<MemoryBackend>,
+    state: &BuiltState,
+    config: SyncConfig,
+) -> Progress {
     let clock = ThreadClock::new();
     let (syncer, handle) = Syncer::new(state.root, config);
     handle.add_peer(Rc::new(MemoryPeer::new("p", state, Behaviour::Honest)) as Rc<dyn Peer>);
@@ -126,8 +170,16 @@ fn assert_verified(store: &PackedStore<MemoryBackend>, state: &BuiltState, stem:
     assert!(report.complete, "{stem}: {report:?}");
     assert_eq!(report.nodes as usize, state.nodes.len(), "{stem}: nodes");
     assert_eq!(report.codes as usize, state.codes.len(), "{stem}: codes");
-    assert_eq!(report.node_bytes as usize, state.nodes.values().map(Vec::len).sum::<usize>(), "{stem}: node bytes");
-    assert_eq!(report.code_bytes as usize, state.codes.values().map(Vec::len).sum::<usize>(), "{stem}: code bytes");
+    assert_eq!(
+        report.node_bytes as usize,
+        state.nodes.values().map(Vec::len).sum::<usize>(),
+        "{stem}: node bytes"
+    );
+    assert_eq!(
+        report.code_bytes as usize,
+        state.codes.values().map(Vec::len).sum::<usize>(),
+        "{stem}: code bytes"
+    );
 }
 
 /// Every fixture synced by the driver into a packed store (small batches, so several runs
@@ -140,11 +192,22 @@ fn test_sync_every_fixture_then_reopen() {
         for config in [PackedConfig::default(), tiny()] {
             let backend = MemoryBackend::new();
             let store = open(&backend, config.clone());
-            let sync = SyncConfig { batch_bytes: 16 * 1024, ..SyncConfig::default() };
+            let sync = SyncConfig {
+                batch_bytes: 16 * 1024,
+                ..SyncConfig::default()
+            };
             let progress = sync_into(&store, &state, sync.clone());
             assert!(progress.complete);
-            assert_eq!((progress.nodes as usize, progress.node_bytes as usize), (nodes, node_bytes), "{stem}");
-            assert_eq!((progress.codes as usize, progress.code_bytes as usize), (codes, code_bytes), "{stem}");
+            assert_eq!(
+                (progress.nodes as usize, progress.node_bytes as usize),
+                (nodes, node_bytes),
+                "{stem}"
+            );
+            assert_eq!(
+                (progress.codes as usize, progress.code_bytes as usize),
+                (codes, code_bytes),
+                "{stem}"
+            );
             assert_verified(&store, &state, stem);
             let meta = block_on(store.meta()).unwrap().unwrap();
             assert!(meta.complete && meta.root == state.root);
@@ -154,7 +217,11 @@ fn test_sync_every_fixture_then_reopen() {
             assert_verified(&reopened, &state, stem);
             assert_eq!(block_on(reopened.meta()).unwrap(), Some(meta));
             let again = sync_into(&reopened, &state, sync);
-            assert_eq!(again.nodes + again.codes, 0, "{stem}: a complete store fetches nothing");
+            assert_eq!(
+                again.nodes + again.codes,
+                0,
+                "{stem}: a complete store fetches nothing"
+            );
         }
     }
 }
@@ -201,14 +268,22 @@ fn test_compaction_preserves_every_item() {
                 assert_eq!(v.as_ref(), items.get(k), "seed {seed}: {k}");
             }
             let referenced = store.page_count();
-            assert_eq!(backend.count(Table::Pages), referenced, "seed {seed}: no orphan pages");
+            assert_eq!(
+                backend.count(Table::Pages),
+                referenced,
+                "seed {seed}: no orphan pages"
+            );
             assert_eq!(backend.count(Table::Runs), store.run_count());
         };
         check(&store);
         block_on(store.compact_full()).unwrap();
         check(&store);
         assert!(store.run_count() <= 1);
-        assert_eq!(store.item_entries() as usize, items.len(), "seed {seed}: each item once");
+        assert_eq!(
+            store.item_entries() as usize,
+            items.len(),
+            "seed {seed}: each item once"
+        );
         check(&open(&backend, config));
     }
 }
@@ -216,7 +291,11 @@ fn test_compaction_preserves_every_item() {
 /// The run count stays logarithmic under the default policy.
 #[test]
 fn test_run_count_is_logarithmic() {
-    let config = PackedConfig { page_bytes: 4096, tier_base_bytes: 8 * 1024, ..PackedConfig::default() };
+    let config = PackedConfig {
+        page_bytes: 4096,
+        tier_base_bytes: 8 * 1024,
+        ..PackedConfig::default()
+    };
     let store = open(&MemoryBackend::new(), config);
     let mut rng = Rng(77);
     let mut most = 0;
@@ -240,7 +319,11 @@ fn test_run_count_is_logarithmic() {
 type Snapshot = (Vec<Option<Vec<u8>>>, Option<SyncMeta>, Vec<Vec<u8>>);
 
 fn snapshot(store: &PackedStore<MemoryBackend>, keys: &[ItemKey]) -> Snapshot {
-    (block_on(store.get_many(keys)).unwrap(), block_on(store.meta()).unwrap(), block_on(store.frontier()).unwrap())
+    (
+        block_on(store.get_many(keys)).unwrap(),
+        block_on(store.meta()).unwrap(),
+        block_on(store.frontier()).unwrap(),
+    )
 }
 
 /// A batch whose commit fails leaves the store (live and reopened) exactly as before,
@@ -252,7 +335,10 @@ fn test_aborted_write_leaves_previous_state() {
     let mut rng = Rng(5);
     let mut keys = Vec::new();
     for n in 0..10 {
-        let mut batch = Batch { frontier: Some(vec![vec![n]]), ..Batch::default() };
+        let mut batch = Batch {
+            frontier: Some(vec![vec![n]]),
+            ..Batch::default()
+        };
         for _ in 0..20 {
             let (k, v) = random_item(&mut rng);
             keys.push(k);
@@ -260,7 +346,10 @@ fn test_aborted_write_leaves_previous_state() {
         }
         block_on(store.write(&batch, &meta_n(n as u64))).unwrap();
     }
-    let mut failed = Batch { frontier: Some(vec![vec![0xff; 9]]), ..Batch::default() };
+    let mut failed = Batch {
+        frontier: Some(vec![vec![0xff; 9]]),
+        ..Batch::default()
+    };
     let mut new_keys = Vec::new();
     for _ in 0..30 {
         let (k, v) = random_item(&mut rng);
@@ -270,15 +359,24 @@ fn test_aborted_write_leaves_previous_state() {
     let probe: Vec<ItemKey> = keys.iter().chain(&new_keys).copied().collect();
     let before = snapshot(&store, &probe);
     let records = (backend.count(Table::Pages), backend.count(Table::Runs));
-    for err in [StoreError::QuotaExceeded, StoreError::Aborted("injected".into())] {
+    for err in [
+        StoreError::QuotaExceeded,
+        StoreError::Aborted("injected".into()),
+    ] {
         backend.fail_commit_in(0, err.clone());
         assert_eq!(block_on(store.write(&failed, &meta_n(99))), Err(err));
         assert_eq!(snapshot(&store, &probe), before);
         assert_eq!(snapshot(&open(&backend, tiny()), &probe), before);
-        assert_eq!((backend.count(Table::Pages), backend.count(Table::Runs)), records);
+        assert_eq!(
+            (backend.count(Table::Pages), backend.count(Table::Runs)),
+            records
+        );
     }
     block_on(store.write(&failed, &meta_n(99))).unwrap();
-    assert!(block_on(store.contains(&probe)).unwrap().into_iter().all(|p| p));
+    assert!(block_on(store.contains(&probe))
+        .unwrap()
+        .into_iter()
+        .all(|p| p));
 }
 
 /// A compaction that fails midway (after streaming pages, or at its final commit) loses
@@ -287,7 +385,10 @@ fn test_aborted_write_leaves_previous_state() {
 #[test]
 fn test_failed_compaction_loses_nothing() {
     for fail_in in 0..6 {
-        let config = PackedConfig { auto_compact: false, ..tiny() };
+        let config = PackedConfig {
+            auto_compact: false,
+            ..tiny()
+        };
         let backend = MemoryBackend::new();
         let store = open(&backend, config.clone());
         let mut rng = Rng(11 + fail_in);
@@ -306,12 +407,20 @@ fn test_failed_compaction_loses_nothing() {
         let runs = store.run_count();
         backend.fail_commit_in(fail_in, StoreError::Aborted("injected".into()));
         let result = block_on(store.compact_full());
-        assert_eq!(block_on(store.get_many(&keys)).unwrap(), want, "fail_in {fail_in}");
+        assert_eq!(
+            block_on(store.get_many(&keys)).unwrap(),
+            want,
+            "fail_in {fail_in}"
+        );
         if result.is_err() {
             assert_eq!(store.run_count(), runs);
             assert_eq!(store.stats().compaction_errors, 1);
         }
-        assert_eq!(backend.count(Table::Pages), store.page_count(), "fail_in {fail_in}: orphans cleaned");
+        assert_eq!(
+            backend.count(Table::Pages),
+            store.page_count(),
+            "fail_in {fail_in}: orphans cleaned"
+        );
         let reopened = open(&backend, config);
         assert_eq!(block_on(reopened.get_many(&keys)).unwrap(), want);
     }
@@ -323,7 +432,15 @@ fn test_open_removes_orphan_pages() {
     let backend = MemoryBackend::new();
     let store = open(&backend, tiny());
     let (k, v) = random_item(&mut Rng(3));
-    block_on(store.write(&Batch { items: vec![(k, v.clone())], bytes: v.len(), frontier: None }, &SyncMeta::default())).unwrap();
+    block_on(store.write(
+        &Batch {
+            items: vec![(k, v.clone())],
+            bytes: v.len(),
+            frontier: None,
+        },
+        &SyncMeta::default(),
+    ))
+    .unwrap();
     backend.put_raw(Table::Pages, 1_000_000, vec![1, 2, 3]);
     let reopened = open(&backend, tiny());
     assert_eq!(reopened.stats().orphans_removed, 1);
@@ -331,7 +448,15 @@ fn test_open_removes_orphan_pages() {
     assert_eq!(block_on(reopened.get(k)).unwrap(), Some(v));
     // New ids never collide with the orphan's.
     let (k2, v2) = random_item(&mut Rng(4));
-    block_on(reopened.write(&Batch { items: vec![(k2, v2.clone())], bytes: v2.len(), frontier: None }, &SyncMeta::default())).unwrap();
+    block_on(reopened.write(
+        &Batch {
+            items: vec![(k2, v2.clone())],
+            bytes: v2.len(),
+            frontier: None,
+        },
+        &SyncMeta::default(),
+    ))
+    .unwrap();
     assert_eq!(block_on(reopened.get(k2)).unwrap(), Some(v2));
 }
 
@@ -340,14 +465,22 @@ fn test_open_removes_orphan_pages() {
 #[test]
 fn test_bloom_has_no_false_negatives_and_few_false_positives() {
     let mut rng = Rng(9);
-    let keys: Vec<_> = (0..20_000).map(|_| raw_key(&random_item(&mut rng).0)).collect();
+    let keys: Vec<_> = (0..20_000)
+        .map(|_| raw_key(&random_item(&mut rng).0))
+        .collect();
     let mut bloom = Bloom::with_capacity(10_000, 12);
     for k in &keys[..10_000] {
         bloom.insert(k);
     }
     assert!(keys[..10_000].iter().all(|k| bloom.may_contain(k)));
-    let fp = keys[10_000..].iter().filter(|k| bloom.may_contain(k)).count();
-    eprintln!("bloom 12 bits/key: {fp} false positives in 10000 ({:.2} %)", fp as f64 / 100.0);
+    let fp = keys[10_000..]
+        .iter()
+        .filter(|k| bloom.may_contain(k))
+        .count();
+    eprintln!(
+        "bloom 12 bits/key: {fp} false positives in 10000 ({:.2} %)",
+        fp as f64 / 100.0
+    );
     assert!(fp < 80, "{fp}");
 }
 
@@ -360,7 +493,12 @@ fn test_bloom_has_no_false_negatives_and_few_false_positives() {
 fn test_sync_100k_accounts_records_and_memory() {
     let state = build_synthetic(&SyntheticSpec::with_accounts(100_000, 1));
     let items = (state.nodes.len() + state.codes.len()) as u64;
-    let bytes: u64 = state.nodes.values().chain(state.codes.values()).map(|v| v.len() as u64).sum();
+    let bytes: u64 = state
+        .nodes
+        .values()
+        .chain(state.codes.values())
+        .map(|v| v.len() as u64)
+        .sum();
     let backend = MemoryBackend::new();
     let store = open(&backend, PackedConfig::default());
     let started = std::time::Instant::now();
@@ -398,7 +536,10 @@ fn test_sync_100k_accounts_records_and_memory() {
     );
     // One record per item would be `items` puts; packed it is ~(1 + tiers) × bytes / page.
     assert!(b.puts < items / 20, "records {} for {items} items", b.puts);
-    assert!(s.write_records <= s.writes * 6, "a ~100 KiB batch is a few records");
+    assert!(
+        s.write_records <= s.writes * 6,
+        "a ~100 KiB batch is a few records"
+    );
     assert!(bits_per_key < 20.0, "{bits_per_key} bits per key");
     assert!(store.run_count() <= 16, "runs {}", store.run_count());
     // Reopen: descriptors reloaded, lookups work.
@@ -406,6 +547,10 @@ fn test_sync_100k_accounts_records_and_memory() {
     assert_verified(&reopened, &state, "synthetic 100k reopened");
     let full = block_on(reopened.compact_full()).unwrap();
     assert!(full || reopened.run_count() == 1);
-    assert_eq!(reopened.item_entries(), items, "after a full merge each item is stored once");
+    assert_eq!(
+        reopened.item_entries(),
+        items,
+        "after a full merge each item is stored once"
+    );
     assert_verified(&reopened, &state, "synthetic 100k fully merged");
 }

@@ -12,19 +12,21 @@ mod checks;
 
 use checks::{
     check_account, check_blobs, check_node, check_request, check_rpc_batch, check_ws_request,
-    check_ws_response, generated_state, rlp_canonical, rpc_answer, Input,
-    RealState, RlpFlaw, SchedulerRun,
+    check_ws_response, generated_state, rlp_canonical, rpc_answer, Input, RealState, RlpFlaw,
+    SchedulerRun,
 };
 use futures::executor::block_on;
 use std::rc::Rc;
 use std::time::Duration;
 use triesync_core::driver::{SyncConfig, Syncer};
-use triesync_core::nodes::{decode_node, encode_branch, encode_extension, encode_leaf, Node, NodeRef};
+use triesync_core::nodes::{
+    decode_node, encode_branch, encode_extension, encode_leaf, Node, NodeRef,
+};
 use triesync_core::scheduler::{ProcessError, Scheduler};
 use triesync_core::state::{build_state, Account, BuiltState, GenesisAccount};
 use triesync_core::store::{ItemKey, Kind, MemoryStore};
 use triesync_core::testing::{Behaviour, MemoryPeer, ThreadClock};
-use triesync_core::{keccak256, wire, H256, EMPTY_CODE_HASH, EMPTY_ROOT};
+use triesync_core::{keccak256, wire, EMPTY_CODE_HASH, EMPTY_ROOT, H256};
 
 // ---- a seeded generator (no dependency) ----
 
@@ -62,7 +64,9 @@ impl Rng {
     /// or list, short or long form) over random or structured content.
     fn rlpish(&mut self, depth: usize) -> Vec<u8> {
         let body: Vec<u8> = if depth < 3 && self.below(2) == 0 {
-            (0..self.below(18)).flat_map(|_| self.rlpish(depth + 1)).collect()
+            (0..self.below(18))
+                .flat_map(|_| self.rlpish(depth + 1))
+                .collect()
         } else {
             let n = [0, 1, 2, 31, 32, 33, 55, 56, 70][self.below(9)];
             self.bytes(n)
@@ -83,7 +87,10 @@ impl Rng {
 }
 
 fn scale() -> usize {
-    std::env::var("TRIESYNC_PROPERTY_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1)
+    std::env::var("TRIESYNC_PROPERTY_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
 }
 
 fn header(len: usize, list: bool) -> Vec<u8> {
@@ -91,7 +98,11 @@ fn header(len: usize, list: bool) -> Vec<u8> {
     if len <= 55 {
         return vec![short + len as u8];
     }
-    let digits: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|&b| b == 0).collect();
+    let digits: Vec<u8> = len
+        .to_be_bytes()
+        .into_iter()
+        .skip_while(|&b| b == 0)
+        .collect();
     let mut h = vec![long + digits.len() as u8];
     h.extend(digits);
     h
@@ -138,11 +149,17 @@ fn check_all_decoders(data: &[u8]) {
 }
 
 fn states() -> Vec<(&'static str, BuiltState)> {
-    common::STATES.iter().map(|(stem, ..)| (*stem, common::load_state(stem).1)).collect()
+    common::STATES
+        .iter()
+        .map(|(stem, ..)| (*stem, common::load_state(stem).1))
+        .collect()
 }
 
 fn small_states() -> Vec<(&'static str, BuiltState)> {
-    states().into_iter().filter(|(stem, _)| *stem != "mainnet-genesis").collect()
+    states()
+        .into_iter()
+        .filter(|(stem, _)| *stem != "mainnet-genesis")
+        .collect()
 }
 
 /// Every account-leaf value of a state's account trie (leaves and branch values).
@@ -173,17 +190,33 @@ fn account_values(state: &BuiltState) -> Vec<Vec<u8>> {
 fn every_real_node_and_account_decodes_canonically() {
     for (stem, state) in states() {
         for (hash, node) in &state.nodes {
-            assert!(check_node(node), "{stem}: real node {hash:?} refused: {:?}", decode_node(node));
-            assert_eq!(rlp_canonical(node), Ok(()), "{stem}: real node {hash:?} is not canonical RLP");
+            assert!(
+                check_node(node),
+                "{stem}: real node {hash:?} refused: {:?}",
+                decode_node(node)
+            );
+            assert_eq!(
+                rlp_canonical(node),
+                Ok(()),
+                "{stem}: real node {hash:?} is not canonical RLP"
+            );
         }
         let values = account_values(&state);
         assert_eq!(values.len(), state.accounts, "{stem}: one leaf per account");
         for v in &values {
-            assert!(check_account(v), "{stem}: real account refused: {:?}", Account::decode(v));
+            assert!(
+                check_account(v),
+                "{stem}: real account refused: {:?}",
+                Account::decode(v)
+            );
         }
         // The walk of the checks agrees with the builder on the item set.
         let real = RealState::new(state.root, &state.nodes, &state.codes);
-        assert_eq!(real.items.len(), state.nodes.len() + state.codes.len(), "{stem}");
+        assert_eq!(
+            real.items.len(),
+            state.nodes.len() + state.codes.len(),
+            "{stem}"
+        );
     }
 }
 
@@ -197,11 +230,20 @@ fn real_wire_messages_roundtrip() {
             let hs = &hashes[..n.min(hashes.len())];
             let bs = &blobs[..n.min(blobs.len())];
             assert!(check_request(&wire::encode_request(hs)), "{stem}");
-            assert!(check_ws_request(&wire::encode_ws_request(n as u64, hs)), "{stem}");
+            assert!(
+                check_ws_request(&wire::encode_ws_request(n as u64, hs)),
+                "{stem}"
+            );
             assert!(check_blobs(&wire::encode_blobs(bs), bs.len()), "{stem}");
-            assert!(check_ws_response(&wire::encode_ws_response(u64::MAX, bs), bs.len()), "{stem}");
+            assert!(
+                check_ws_response(&wire::encode_ws_response(u64::MAX, bs), bs.len()),
+                "{stem}"
+            );
             assert!(check_rpc_batch(&rpc_answer(bs), bs.len()), "{stem}");
-            assert_eq!(wire::decode_rpc_batch(&rpc_answer(bs), bs.len()).unwrap(), bs);
+            assert_eq!(
+                wire::decode_rpc_batch(&rpc_answer(bs), bs.len()).unwrap(),
+                bs
+            );
         }
     }
 }
@@ -307,23 +349,50 @@ fn valid_encodings_roundtrip() {
         let account = Account {
             nonce: rng.next() >> rng.below(64),
             balance,
-            storage_root: if rng.below(2) == 0 { EMPTY_ROOT } else { rng.hash() },
-            code_hash: if rng.below(2) == 0 { EMPTY_CODE_HASH } else { rng.hash() },
+            storage_root: if rng.below(2) == 0 {
+                EMPTY_ROOT
+            } else {
+                rng.hash()
+            },
+            code_hash: if rng.below(2) == 0 {
+                EMPTY_CODE_HASH
+            } else {
+                rng.hash()
+            },
         };
         assert_eq!(Account::decode(&account.encode()), Ok(account.clone()));
         assert!(check_account(&account.encode()));
         // Wire messages.
-        let hashes: Vec<H256> = (0..1 + rng.below(wire::MAX_HASHES)).map(|_| rng.hash()).collect();
-        assert_eq!(wire::decode_request(&wire::encode_request(&hashes)), Ok(hashes.clone()));
+        let hashes: Vec<H256> = (0..1 + rng.below(wire::MAX_HASHES))
+            .map(|_| rng.hash())
+            .collect();
+        assert_eq!(
+            wire::decode_request(&wire::encode_request(&hashes)),
+            Ok(hashes.clone())
+        );
         let id = rng.next() >> rng.below(64);
-        assert_eq!(wire::decode_ws_request(&wire::encode_ws_request(id, &hashes)), Ok((id, hashes)));
-        let blobs: Vec<Vec<u8>> = (0..rng.below(20)).map(|_| {
-            let n = [0, 1, 55, 56, 300][rng.below(5)];
-            rng.bytes(n)
-        }).collect();
-        assert_eq!(wire::decode_blobs(&wire::encode_blobs(&blobs), blobs.len()), Ok(blobs.clone()));
-        assert_eq!(wire::decode_ws_response(&wire::encode_ws_response(id, &blobs), blobs.len()), Ok((id, blobs.clone())));
-        assert_eq!(wire::decode_rpc_batch(&rpc_answer(&blobs), blobs.len()), Ok(blobs.clone()));
+        assert_eq!(
+            wire::decode_ws_request(&wire::encode_ws_request(id, &hashes)),
+            Ok((id, hashes))
+        );
+        let blobs: Vec<Vec<u8>> = (0..rng.below(20))
+            .map(|_| {
+                let n = [0, 1, 55, 56, 300][rng.below(5)];
+                rng.bytes(n)
+            })
+            .collect();
+        assert_eq!(
+            wire::decode_blobs(&wire::encode_blobs(&blobs), blobs.len()),
+            Ok(blobs.clone())
+        );
+        assert_eq!(
+            wire::decode_ws_response(&wire::encode_ws_response(id, &blobs), blobs.len()),
+            Ok((id, blobs.clone()))
+        );
+        assert_eq!(
+            wire::decode_rpc_batch(&rpc_answer(&blobs), blobs.len()),
+            Ok(blobs.clone())
+        );
         assert!(check_blobs(&wire::encode_blobs(&blobs), blobs.len()));
     }
 }
@@ -347,7 +416,10 @@ fn scheduler_syncs_fixtures_under_random_programs() {
             let stats = SchedulerRun::new(&real, rng.below(2) == 0).run(&mut Input::new(&program));
             accepted += stats.accepted;
         }
-        assert!(accepted >= programs * real.items.len(), "{stem}: too few deliveries taken");
+        assert!(
+            accepted >= programs * real.items.len(),
+            "{stem}: too few deliveries taken"
+        );
     }
 }
 
@@ -363,10 +435,18 @@ fn scheduler_syncs_generated_states() {
         let state = generated_state(&mut input);
         sizes += state.items.len();
         let twin = |k: &ItemKey| state.get(&ItemKey::node(k.hash)).is_some();
-        duals += usize::from(state.items.iter().any(|(k, _)| k.kind == Kind::Code && twin(k)));
+        duals += usize::from(
+            state
+                .items
+                .iter()
+                .any(|(k, _)| k.kind == Kind::Code && twin(k)),
+        );
         SchedulerRun::new(&state, check).run(&mut input);
     }
-    assert!(sizes > 800 * scale(), "generated states are too small to test anything");
+    assert!(
+        sizes > 800 * scale(),
+        "generated states are too small to test anything"
+    );
     assert!(duals > 0, "no generated state had a code equal to a node");
 }
 
@@ -432,8 +512,14 @@ fn noncanonical_inputs_are_classified() {
     }
     // The oracle's other verdicts.
     assert_eq!(rlp_canonical(&unhex("c3200181")), Err(RlpFlaw::JunkInList));
-    assert_eq!(rlp_canonical(&unhex("b80101")), Err(RlpFlaw::NonCanonicalLength));
-    assert_eq!(rlp_canonical(&unhex("c22001ff")), Err(RlpFlaw::TrailingBytes));
+    assert_eq!(
+        rlp_canonical(&unhex("b80101")),
+        Err(RlpFlaw::NonCanonicalLength)
+    );
+    assert_eq!(
+        rlp_canonical(&unhex("c22001ff")),
+        Err(RlpFlaw::TrailingBytes)
+    );
     assert_eq!(rlp_canonical(&unhex("83")), Err(RlpFlaw::Truncated));
     assert_eq!(rlp_canonical(&unhex("c22001")), Ok(()));
 }
@@ -524,7 +610,11 @@ fn code_equal_to_storage_root() -> BuiltState {
     let account = account_values(&first).pop().unwrap();
     let storage_root = Account::decode(&account).unwrap().storage_root;
     let root_bytes = first.nodes[&storage_root].clone();
-    let twin = GenesisAccount { address: [2; 20], code: root_bytes, ..GenesisAccount::default() };
+    let twin = GenesisAccount {
+        address: [2; 20],
+        code: root_bytes,
+        ..GenesisAccount::default()
+    };
     let state = build_state(vec![contract, twin]);
     assert!(state.codes.contains_key(&storage_root) && state.nodes.contains_key(&storage_root));
     state
@@ -553,7 +643,10 @@ fn same_bytes_as_node_and_code_are_taken_for_both() {
             let blob = real.get(&key).unwrap().to_vec();
             match sched.process(blob) {
                 Ok(_) => {
-                    assert!(!sched.wants(&node) && !sched.wants(&code), "{key:?}: a key still wanted");
+                    assert!(
+                        !sched.wants(&node) && !sched.wants(&code),
+                        "{key:?}: a key still wanted"
+                    );
                     if wanted == (true, true) {
                         both_wanted = Some(key.hash);
                     }
@@ -579,7 +672,10 @@ fn driver_syncs_code_equal_to_a_node() {
     let store = MemoryStore::new();
     let peer = MemoryPeer::new("p", &state, Behaviour::Honest);
     let clock = ThreadClock::new();
-    let config = SyncConfig { request_timeout: Duration::from_millis(300), ..SyncConfig::default() };
+    let config = SyncConfig {
+        request_timeout: Duration::from_millis(300),
+        ..SyncConfig::default()
+    };
     let (syncer, handle) = Syncer::new(state.root, config);
     handle.add_peer(Rc::new(peer));
     let result = block_on(syncer.run(&store, &clock, &mut |_| {}));

@@ -15,10 +15,22 @@ use triesync_core::walk;
 use wasm_bindgen_test::wasm_bindgen_test;
 
 const FIXTURES: [(&str, &str); 4] = [
-    ("mainnet-genesis", include_str!("../../../shared/fixtures/states/mainnet-genesis.json")),
-    ("sepolia-genesis", include_str!("../../../shared/fixtures/states/sepolia-genesis.json")),
-    ("bt-block504980", include_str!("../../../shared/fixtures/states/bt-block504980.json")),
-    ("bt-walletConfirm", include_str!("../../../shared/fixtures/states/bt-walletConfirm.json")),
+    (
+        "mainnet-genesis",
+        include_str!("../../../shared/fixtures/states/mainnet-genesis.json"),
+    ),
+    (
+        "sepolia-genesis",
+        include_str!("../../../shared/fixtures/states/sepolia-genesis.json"),
+    ),
+    (
+        "bt-block504980",
+        include_str!("../../../shared/fixtures/states/bt-block504980.json"),
+    ),
+    (
+        "bt-walletConfirm",
+        include_str!("../../../shared/fixtures/states/bt-walletConfirm.json"),
+    ),
 ];
 
 /// Time that never passes: timeouts never fire, which these honest-peer runs never need.
@@ -53,7 +65,10 @@ async fn every_fixture_syncs_in_wasm() {
         handle.add_peer(Rc::new(corrupt) as Rc<dyn Peer>);
         handle.add_peer(Rc::new(honest));
         let mut commits = 0;
-        let report = syncer.run(&store, &FrozenClock::default(), &mut |_| commits += 1).await.unwrap();
+        let report = syncer
+            .run(&store, &FrozenClock::default(), &mut |_| commits += 1)
+            .await
+            .unwrap();
         assert!(report.complete, "{name}");
         assert!(commits >= 1);
         assert_eq!(store.count(Kind::Node), state.nodes.len(), "{name}");
@@ -72,15 +87,27 @@ async fn accounts_read_back_from_the_synced_store() {
     let store = MemoryStore::new();
     let (syncer, handle) = Syncer::new(state.root, SyncConfig::default());
     handle.add_peer(Rc::new(MemoryPeer::new("good", &state, Behaviour::Honest)));
-    syncer.run(&store, &FrozenClock::default(), &mut |_| {}).await.unwrap();
+    syncer
+        .run(&store, &FrozenClock::default(), &mut |_| {})
+        .await
+        .unwrap();
     for acc in fixture.accounts().unwrap() {
-        let got = walk::account(&store, state.root, &acc.address).await.unwrap().unwrap();
+        let got = walk::account(&store, state.root, &acc.address)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(got.nonce, acc.nonce);
         assert_eq!(got.balance, acc.balance);
-        let code = walk::code(&store, state.root, &acc.address).await.unwrap().unwrap();
+        let code = walk::code(&store, state.root, &acc.address)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(code, acc.code);
         for (slot, value) in &acc.storage {
-            let got = walk::storage(&store, state.root, &acc.address, slot).await.unwrap().unwrap();
+            let got = walk::storage(&store, state.root, &acc.address, slot)
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(&got, value);
         }
     }

@@ -14,7 +14,7 @@ use triesync_core::scheduler::{ProcessError, Scheduler};
 use triesync_core::state::Account;
 use triesync_core::store::{ItemKey, Kind};
 use triesync_core::wire;
-use triesync_core::{keccak256, H256, EMPTY_CODE_HASH, EMPTY_ROOT};
+use triesync_core::{keccak256, EMPTY_CODE_HASH, EMPTY_ROOT, H256};
 
 /// A cheap hasher for the harness's own maps of `ItemKey`s (their hashes are keccak256
 /// digests, already uniform): SipHash was a quarter of the scheduler targets' time.
@@ -29,7 +29,8 @@ impl Hasher for KeyHasher {
         for chunk in bytes.chunks(8) {
             let mut word = [0u8; 8];
             word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x517c_c1b7_2722_0a95);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x517c_c1b7_2722_0a95);
         }
     }
 }
@@ -77,9 +78,17 @@ fn rlp_item(bytes: &[u8], depth: usize) -> Result<usize, RlpFlaw> {
     let (header, payload, list) = match first {
         0x00..=0x7f => return Ok(1),
         0x80..=0xb7 => (1, usize::from(first - 0x80), false),
-        0xb8..=0xbf => (1 + usize::from(first - 0xb7), long_len(bytes, usize::from(first - 0xb7))?, false),
+        0xb8..=0xbf => (
+            1 + usize::from(first - 0xb7),
+            long_len(bytes, usize::from(first - 0xb7))?,
+            false,
+        ),
         0xc0..=0xf7 => (1, usize::from(first - 0xc0), true),
-        0xf8..=0xff => (1 + usize::from(first - 0xf7), long_len(bytes, usize::from(first - 0xf7))?, true),
+        0xf8..=0xff => (
+            1 + usize::from(first - 0xf7),
+            long_len(bytes, usize::from(first - 0xf7))?,
+            true,
+        ),
     };
     let total = header.checked_add(payload).ok_or(RlpFlaw::Truncated)?;
     if bytes.len() < total {
@@ -98,7 +107,9 @@ fn rlp_item(bytes: &[u8], depth: usize) -> Result<usize, RlpFlaw> {
             Ok(n) => at += n,
             // An item that does not parse ends the list for an item-by-item reader: the
             // rest of the payload is junk.
-            Err(RlpFlaw::Truncated | RlpFlaw::NonCanonicalLength) => return Err(RlpFlaw::JunkInList),
+            Err(RlpFlaw::Truncated | RlpFlaw::NonCanonicalLength) => {
+                return Err(RlpFlaw::JunkInList)
+            }
             Err(e) => return Err(e),
         }
     }
@@ -115,7 +126,9 @@ fn long_len(bytes: &[u8], len_of_len: usize) -> Result<usize, RlpFlaw> {
     if len_of_len > std::mem::size_of::<usize>() {
         return Err(RlpFlaw::Truncated);
     }
-    let len = digits.iter().fold(0usize, |acc, &d| (acc << 8) | usize::from(d));
+    let len = digits
+        .iter()
+        .fold(0usize, |acc, &d| (acc << 8) | usize::from(d));
     if len <= 55 {
         return Err(RlpFlaw::NonCanonicalLength);
     }
@@ -126,7 +139,10 @@ fn long_len(bytes: &[u8], len_of_len: usize) -> Result<usize, RlpFlaw> {
 /// caller then checks that the re-encoding gives the same bytes).
 pub fn accepted_rlp(what: &str, data: &[u8]) {
     if let Err(flaw) = rlp_canonical(data) {
-        panic!("{what} accepted RLP that is not canonical ({flaw:?}): {}", short_hex(data));
+        panic!(
+            "{what} accepted RLP that is not canonical ({flaw:?}): {}",
+            short_hex(data)
+        );
     }
 }
 
@@ -158,9 +174,15 @@ pub fn encode_node(node: &Node<'_>) -> Vec<u8> {
 /// and every embedded child is itself a valid node under 32 bytes. Returns whether the
 /// bytes were accepted.
 pub fn check_node(data: &[u8]) -> bool {
-    let Ok(node) = decode_node(data) else { return false };
+    let Ok(node) = decode_node(data) else {
+        return false;
+    };
     accepted_rlp("decode_node", data);
-    assert_eq!(encode_node(&node), data, "decode_node accepted a non-canonical encoding: {node:?}");
+    assert_eq!(
+        encode_node(&node),
+        data,
+        "decode_node accepted a non-canonical encoding: {node:?}"
+    );
     match &node {
         Node::Leaf { path, .. } => assert!(path.iter().all(|&n| n < 16)),
         Node::Extension { path, child } => {
@@ -172,7 +194,10 @@ pub fn check_node(data: &[u8]) -> bool {
     for (_, child) in node.children() {
         if let ChildRef::Inline(raw) = child {
             assert!(raw.len() < 32, "embedded child of {} bytes", raw.len());
-            assert!(check_node(raw), "accepted node with an invalid embedded child");
+            assert!(
+                check_node(raw),
+                "accepted node with an invalid embedded child"
+            );
         }
     }
     // Decoding is a pure function of the bytes.
@@ -183,9 +208,15 @@ pub fn check_node(data: &[u8]) -> bool {
 /// `Account::decode` on arbitrary bytes: no panic; an accepted account re-encodes to the
 /// same bytes (so integers were canonical and nothing trailed).
 pub fn check_account(data: &[u8]) -> bool {
-    let Ok(account) = Account::decode(data) else { return false };
+    let Ok(account) = Account::decode(data) else {
+        return false;
+    };
     accepted_rlp("Account::decode", data);
-    assert_eq!(account.encode(), data, "Account::decode accepted a non-canonical encoding");
+    assert_eq!(
+        account.encode(),
+        data,
+        "Account::decode accepted a non-canonical encoding"
+    );
     assert_eq!(Account::decode(&account.encode()), Ok(account.clone()));
     let hex = account.balance_hex();
     assert!(hex.starts_with("0x") && (hex == "0x0" || !hex.starts_with("0x0")));
@@ -194,10 +225,16 @@ pub fn check_account(data: &[u8]) -> bool {
 
 /// `decode_request`: 1 to `MAX_HASHES` hashes, re-encoding to the same body.
 pub fn check_request(data: &[u8]) -> bool {
-    let Ok(hashes) = wire::decode_request(data) else { return false };
+    let Ok(hashes) = wire::decode_request(data) else {
+        return false;
+    };
     assert!(!hashes.is_empty() && hashes.len() <= wire::MAX_HASHES);
     accepted_rlp("decode_request", data);
-    assert_eq!(wire::encode_request(&hashes), data, "decode_request accepted a non-canonical body");
+    assert_eq!(
+        wire::encode_request(&hashes),
+        data,
+        "decode_request accepted a non-canonical body"
+    );
     true
 }
 
@@ -218,16 +255,26 @@ pub fn check_blobs(data: &[u8], max: usize) -> bool {
     let Ok(blobs) = bounded else { return false };
     assert!(blobs.len() <= max);
     accepted_rlp("decode_blobs", data);
-    assert_eq!(wire::encode_blobs(&blobs), data, "decode_blobs accepted a non-canonical body");
+    assert_eq!(
+        wire::encode_blobs(&blobs),
+        data,
+        "decode_blobs accepted a non-canonical body"
+    );
     true
 }
 
 /// `decode_ws_request`: re-encodes to the same message.
 pub fn check_ws_request(data: &[u8]) -> bool {
-    let Ok((id, hashes)) = wire::decode_ws_request(data) else { return false };
+    let Ok((id, hashes)) = wire::decode_ws_request(data) else {
+        return false;
+    };
     assert!(!hashes.is_empty() && hashes.len() <= wire::MAX_HASHES);
     accepted_rlp("decode_ws_request", data);
-    assert_eq!(wire::encode_ws_request(id, &hashes), data, "decode_ws_request: non-canonical");
+    assert_eq!(
+        wire::encode_ws_request(id, &hashes),
+        data,
+        "decode_ws_request: non-canonical"
+    );
     true
 }
 
@@ -245,18 +292,30 @@ pub fn check_ws_response(data: &[u8], max: usize) -> bool {
         (Err(_), Err(_)) => {}
         (b, u) => panic!("bound {max} changed the answer: {b:?} vs {u:?}"),
     }
-    let Ok((id, blobs)) = bounded else { return false };
+    let Ok((id, blobs)) = bounded else {
+        return false;
+    };
     assert!(blobs.len() <= max);
     accepted_rlp("decode_ws_response", data);
-    assert_eq!(wire::encode_ws_response(id, &blobs), data, "decode_ws_response: non-canonical");
+    assert_eq!(
+        wire::encode_ws_response(id, &blobs),
+        data,
+        "decode_ws_response: non-canonical"
+    );
     true
 }
 
 /// `decode_rpc_batch` with `asked` calls: no more values than calls asked, and the values
 /// survive a canonical re-encoding of the answer.
 pub fn check_rpc_batch(body: &str, asked: usize) -> bool {
-    let Ok(values) = wire::decode_rpc_batch(body, asked) else { return false };
-    assert!(values.len() <= asked, "{} values for {asked} calls", values.len());
+    let Ok(values) = wire::decode_rpc_batch(body, asked) else {
+        return false;
+    };
+    assert!(
+        values.len() <= asked,
+        "{} values for {asked} calls",
+        values.len()
+    );
     let canonical = rpc_answer(&values);
     assert_eq!(wire::decode_rpc_batch(&canonical, asked), Ok(values));
     true
@@ -312,13 +371,26 @@ impl RealState {
             .chain(codes.iter().map(|(h, b)| (ItemKey::code(*h), b.clone())))
             .collect();
         items.sort();
-        let index = items.iter().enumerate().map(|(i, (k, _))| (*k, i)).collect();
-        let mut state = RealState { root, items, index, deps: FastMap::default() };
+        let index = items
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| (*k, i))
+            .collect();
+        let mut state = RealState {
+            root,
+            items,
+            index,
+            deps: FastMap::default(),
+        };
         let deps = {
             let view = &state;
             walk(root, &|k: &ItemKey| view.get(k))
         };
-        assert_eq!(deps.len(), state.items.len(), "items not reachable from the root");
+        assert_eq!(
+            deps.len(),
+            state.items.len(),
+            "items not reachable from the root"
+        );
         state.deps = deps;
         state
     }
@@ -342,18 +414,32 @@ impl RealState {
 /// Walks the state from `root`, knowing which trie each node belongs to, and returns
 /// every reached item's direct dependencies. Panics on an item that is missing, does not
 /// hash to its key, or is both an account-trie node and a storage-trie node.
-fn walk<'a>(root: H256, get: &dyn Fn(&ItemKey) -> Option<&'a [u8]>) -> FastMap<ItemKey, Vec<ItemKey>> {
+fn walk<'a>(
+    root: H256,
+    get: &dyn Fn(&ItemKey) -> Option<&'a [u8]>,
+) -> FastMap<ItemKey, Vec<ItemKey>> {
     let mut deps: FastMap<ItemKey, Vec<ItemKey>> = FastMap::default();
     let mut account_trie: FastMap<ItemKey, bool> = FastMap::default();
-    let mut stack = if root == EMPTY_ROOT { vec![] } else { vec![(ItemKey::node(root), true)] };
+    let mut stack = if root == EMPTY_ROOT {
+        vec![]
+    } else {
+        vec![(ItemKey::node(root), true)]
+    };
     while let Some((key, account)) = stack.pop() {
         if let Some(&seen) = account_trie.get(&key) {
-            assert_eq!(seen, account, "{key:?} is in the account trie and a storage trie");
+            assert_eq!(
+                seen, account,
+                "{key:?} is in the account trie and a storage trie"
+            );
             continue;
         }
         account_trie.insert(key, account);
         let bytes = get(&key).unwrap_or_else(|| panic!("{key:?} reachable, not in the state"));
-        assert_eq!(keccak256(bytes), key.hash, "{key:?} does not hash to its key");
+        assert_eq!(
+            keccak256(bytes),
+            key.hash,
+            "{key:?} does not hash to its key"
+        );
         let (mut children, mut leaf_refs) = (Vec::new(), Vec::new());
         if key.kind == Kind::Node {
             node_refs(bytes, account, &mut children, &mut leaf_refs);
@@ -370,7 +456,12 @@ fn walk<'a>(root: H256, get: &dyn Fn(&ItemKey) -> Option<&'a [u8]>) -> FastMap<I
 
 /// The hash children of a node (including those inside embedded nodes) and, for an
 /// account-trie node, the storage roots and codes of its accounts. Decodes once.
-fn node_refs(bytes: &[u8], account: bool, children: &mut Vec<ItemKey>, leaf_refs: &mut Vec<ItemKey>) {
+fn node_refs(
+    bytes: &[u8],
+    account: bool,
+    children: &mut Vec<ItemKey>,
+    leaf_refs: &mut Vec<ItemKey>,
+) {
     let node = decode_node(bytes).expect("a node of a real state decodes");
     let value = match &node {
         Node::Leaf { value, .. } => Some(*value),
@@ -583,12 +674,18 @@ impl<'s> SchedulerRun<'s> {
     pub fn missing(&mut self, max: usize) -> Vec<ItemKey> {
         let keys = self.sched.missing(max);
         for key in &keys {
-            assert!(self.state.get(key).is_some(), "scheduler asked for {key:?}, not in the state");
+            assert!(
+                self.state.get(key).is_some(),
+                "scheduler asked for {key:?}, not in the state"
+            );
             if self.store.contains_key(key) {
                 // Without store lookups (`check_nodes = false`) a subtrie shared by two
                 // parents is fetched again once its first copy was flushed: wasteful,
                 // harmless (content-addressed). With lookups it must not happen.
-                assert!(!self.check_nodes, "scheduler asked for {key:?}, already stored (check_nodes = true)");
+                assert!(
+                    !self.check_nodes,
+                    "scheduler asked for {key:?}, already stored (check_nodes = true)"
+                );
                 self.stats.refetched += 1;
             }
             self.handed_out.insert(*key);
@@ -622,23 +719,39 @@ impl<'s> SchedulerRun<'s> {
         };
         match result {
             Ok(key) => {
-                assert!(wanted.contains(&key), "took {key:?}, which was not being fetched");
+                assert!(
+                    wanted.contains(&key),
+                    "took {key:?}, which was not being fetched"
+                );
                 assert_eq!(key.hash, hash);
-                assert_eq!(self.state.get(&key), Some(blob.as_slice()), "took bytes that are not the state's {key:?}");
+                assert_eq!(
+                    self.state.get(&key),
+                    Some(blob.as_slice()),
+                    "took bytes that are not the state's {key:?}"
+                );
                 // The same bytes wanted as a node and as a code are taken for both.
                 for k in &wanted {
-                    assert!(!self.sched.wants(k), "{k:?} still wanted after its bytes were taken");
+                    assert!(
+                        !self.sched.wants(k),
+                        "{k:?} still wanted after its bytes were taken"
+                    );
                 }
                 self.stats.accepted += 1;
             }
             Err(ProcessError::NotRequested(h)) => {
                 assert_eq!(h, hash);
-                assert!(wanted.is_empty(), "refused {wanted:?} as not requested while fetching it");
+                assert!(
+                    wanted.is_empty(),
+                    "refused {wanted:?} as not requested while fetching it"
+                );
                 self.stats.not_requested += 1;
             }
             Err(ProcessError::AlreadyProcessed(h)) => {
                 assert_eq!(h, hash);
-                assert!(wanted.is_empty(), "refused {wanted:?} as already processed while fetching it");
+                assert!(
+                    wanted.is_empty(),
+                    "refused {wanted:?} as already processed while fetching it"
+                );
                 self.stats.duplicates += 1;
             }
             Err(e) => panic!("a blob of the state was refused: {e} (wanted {wanted:?})"),
@@ -653,12 +766,19 @@ impl<'s> SchedulerRun<'s> {
             return;
         }
         let batch = self.sched.take_batch();
-        assert_eq!(batch.bytes, batch.items.iter().map(|(_, d)| d.len()).sum::<usize>());
+        assert_eq!(
+            batch.bytes,
+            batch.items.iter().map(|(_, d)| d.len()).sum::<usize>()
+        );
         let mut earlier: FastSet<ItemKey> = FastSet::default();
         for (key, data) in &batch.items {
             // The state's items hash to their keys (checked in RealState::new), so equal
             // bytes also mean the item hashes to its key.
-            assert_eq!(self.state.get(key), Some(data.as_slice()), "batch item {key:?} is not the state's");
+            assert_eq!(
+                self.state.get(key),
+                Some(data.as_slice()),
+                "batch item {key:?} is not the state's"
+            );
             for dep in self.state.deps(key) {
                 assert!(
                     self.store.contains_key(dep) || earlier.contains(dep),
@@ -698,11 +818,19 @@ impl<'s> SchedulerRun<'s> {
                 break;
             }
         }
-        assert!(self.sched.is_done(), "sync not done with {} pending", self.sched.pending());
+        assert!(
+            self.sched.is_done(),
+            "sync not done with {} pending",
+            self.sched.pending()
+        );
         assert_eq!(self.sched.pending(), 0);
         assert_eq!(self.sched.live_entries(), 0);
         let stored: BTreeSet<ItemKey> = self.store.keys().copied().collect();
-        assert_eq!(stored, self.state.keys(), "the store does not hold exactly the state");
+        assert_eq!(
+            stored,
+            self.state.keys(),
+            "the store does not hold exactly the state"
+        );
         self.stats
     }
 }
@@ -757,7 +885,10 @@ pub fn generated_state(input: &mut Input<'_>) -> RealState {
         };
         accounts.push((key, account));
     }
-    let pairs = accounts.iter().map(|(k, a)| (k.clone(), a.encode())).collect();
+    let pairs = accounts
+        .iter()
+        .map(|(k, a)| (k.clone(), a.encode()))
+        .collect();
     let root = build_trie(pairs, &mut nodes);
     // Later duplicates of a key overwrite earlier ones, and unused storage tries and codes
     // are dropped: keep exactly what is reachable from the root.
@@ -766,7 +897,11 @@ pub fn generated_state(input: &mut Input<'_>) -> RealState {
 
 impl RealState {
     /// As [`RealState::new`], keeping only the items reachable from `root`.
-    pub fn reachable(root: H256, nodes: &HashMap<H256, Vec<u8>>, codes: &HashMap<H256, Vec<u8>>) -> Self {
+    pub fn reachable(
+        root: H256,
+        nodes: &HashMap<H256, Vec<u8>>,
+        codes: &HashMap<H256, Vec<u8>>,
+    ) -> Self {
         let get = |k: &ItemKey| -> Option<&[u8]> {
             match k.kind {
                 Kind::Node => nodes.get(&k.hash).map(Vec::as_slice),
@@ -774,10 +909,21 @@ impl RealState {
             }
         };
         let deps = walk(root, &get);
-        let mut items: Vec<(ItemKey, Vec<u8>)> =
-            deps.keys().map(|k| (*k, get(k).expect("walked").to_vec())).collect();
+        let mut items: Vec<(ItemKey, Vec<u8>)> = deps
+            .keys()
+            .map(|k| (*k, get(k).expect("walked").to_vec()))
+            .collect();
         items.sort();
-        let index = items.iter().enumerate().map(|(i, (k, _))| (*k, i)).collect();
-        RealState { root, items, index, deps }
+        let index = items
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| (*k, i))
+            .collect();
+        RealState {
+            root,
+            items,
+            index,
+            deps,
+        }
     }
 }

@@ -117,12 +117,18 @@ pub fn decode_node(bytes: &[u8]) -> Result<Node<'_>, NodeError> {
                 *slot = child_ref(item)?;
             }
             let value = string(&items[16])?;
-            Ok(Node::Branch { children, value: (!value.is_empty()).then_some(value) })
+            Ok(Node::Branch {
+                children,
+                value: (!value.is_empty()).then_some(value),
+            })
         }
         2 => {
             let (path, leaf) = hex_prefix_decode(string(&items[0])?)?;
             if leaf {
-                Ok(Node::Leaf { path, value: string(&items[1])? })
+                Ok(Node::Leaf {
+                    path,
+                    value: string(&items[1])?,
+                })
             } else if path.is_empty() {
                 Err(NodeError::EmptyExtension)
             } else {
@@ -151,7 +157,9 @@ fn child_ref<'a>(item: &Item<'a>) -> Result<ChildRef<'a>, NodeError> {
     }
     match item.payload.len() {
         0 => Ok(ChildRef::Empty),
-        32 => Ok(ChildRef::Hash(H256::from_slice(item.payload).expect("32 bytes"))),
+        32 => Ok(ChildRef::Hash(
+            H256::from_slice(item.payload).expect("32 bytes"),
+        )),
         n => Err(NodeError::BadReference(n)),
     }
 }
@@ -177,7 +185,10 @@ mod tests {
         refs[7] = NodeRef::of(&small);
         let branch = encode_branch(&refs, Some(b"v"));
         let node = decode_node(&branch).unwrap();
-        let kids: Vec<_> = node.children().filter(|(_, c)| *c != ChildRef::Empty).collect();
+        let kids: Vec<_> = node
+            .children()
+            .filter(|(_, c)| *c != ChildRef::Empty)
+            .collect();
         assert_eq!(kids.len(), 2);
         assert_eq!(kids[0], (Some(3), ChildRef::Hash(crate::keccak256(&leaf))));
         assert_eq!(kids[1], (Some(7), ChildRef::Inline(&small[..])));
@@ -189,13 +200,19 @@ mod tests {
     fn malformed_nodes_are_typed_errors() {
         assert!(matches!(decode_node(&[]), Err(NodeError::Rlp(_))));
         assert_eq!(decode_node(&[0x82, 1, 2]), Err(NodeError::NotAList));
-        assert_eq!(decode_node(&[0xc3, 0x01, 0x02, 0x03]), Err(NodeError::BadItemCount(3)));
+        assert_eq!(
+            decode_node(&[0xc3, 0x01, 0x02, 0x03]),
+            Err(NodeError::BadItemCount(3))
+        );
         // Trailing byte after a valid leaf.
         let mut leaf = encode_leaf(&[1], b"v");
         leaf.push(0);
         assert_eq!(decode_node(&leaf), Err(NodeError::TrailingBytes(1)));
         // Leaf flag 0x4 is unknown.
-        assert_eq!(decode_node(&[0xc2, 0x40, 0x01]), Err(NodeError::BadHexPrefix(0x40)));
+        assert_eq!(
+            decode_node(&[0xc2, 0x40, 0x01]),
+            Err(NodeError::BadHexPrefix(0x40))
+        );
         // Extension whose child is a 5-byte string.
         let mut s = rlp::RlpStream::new_list(2);
         s.append(&vec![0x00u8, 0x12]).append(&vec![1u8, 2, 3, 4, 5]);

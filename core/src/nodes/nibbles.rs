@@ -63,8 +63,14 @@ mod tests {
 
     #[test]
     fn hex_prefix_rejects_bad_flags() {
-        assert_eq!(hex_prefix_decode(&[0x40]), Err(NodeError::BadHexPrefix(0x40)));
-        assert_eq!(hex_prefix_decode(&[0x05]), Err(NodeError::BadHexPrefix(0x05)));
+        assert_eq!(
+            hex_prefix_decode(&[0x40]),
+            Err(NodeError::BadHexPrefix(0x40))
+        );
+        assert_eq!(
+            hex_prefix_decode(&[0x05]),
+            Err(NodeError::BadHexPrefix(0x05))
+        );
         assert_eq!(hex_prefix_decode(&[]), Err(NodeError::EmptyPath));
     }
 }

@@ -100,11 +100,22 @@ impl MemoryBackend {
     }
     /// Records in `table`.
     pub fn count(&self, table: Table) -> usize {
-        self.inner.borrow().tables.keys().filter(|(t, _)| *t == table).count()
+        self.inner
+            .borrow()
+            .tables
+            .keys()
+            .filter(|(t, _)| *t == table)
+            .count()
     }
     /// Total bytes of the records in `table`.
     pub fn bytes(&self, table: Table) -> usize {
-        self.inner.borrow().tables.iter().filter(|((t, _), _)| *t == table).map(|(_, v)| v.len()).sum()
+        self.inner
+            .borrow()
+            .tables
+            .iter()
+            .filter(|((t, _), _)| *t == table)
+            .map(|(_, v)| v.len())
+            .sum()
     }
     /// Makes the commit `n` commits from now fail with `err` (0 = the next) and change
     /// nothing.
@@ -121,7 +132,10 @@ impl MemoryBackend {
 impl RecordBackend for MemoryBackend {
     async fn get(&self, table: Table, keys: &[u64]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let mut inner = self.inner.borrow_mut();
-        let out: Vec<_> = keys.iter().map(|k| inner.tables.get(&(table, *k)).cloned()).collect();
+        let out: Vec<_> = keys
+            .iter()
+            .map(|k| inner.tables.get(&(table, *k)).cloned())
+            .collect();
         inner.stats.reads += 1;
         inner.stats.records_read += out.iter().filter(|v| v.is_some()).count() as u64;
         Ok(out)
@@ -130,13 +144,21 @@ impl RecordBackend for MemoryBackend {
     async fn get_all(&self, table: Table) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let mut inner = self.inner.borrow_mut();
         inner.stats.reads += 1;
-        Ok(inner.tables.range((table, 0)..=(table, u64::MAX)).map(|((_, k), v)| (*k, v.clone())).collect())
+        Ok(inner
+            .tables
+            .range((table, 0)..=(table, u64::MAX))
+            .map(|((_, k), v)| (*k, v.clone()))
+            .collect())
     }
 
     async fn keys(&self, table: Table) -> Result<Vec<u64>, StoreError> {
         let mut inner = self.inner.borrow_mut();
         inner.stats.reads += 1;
-        Ok(inner.tables.range((table, 0)..=(table, u64::MAX)).map(|((_, k), _)| *k).collect())
+        Ok(inner
+            .tables
+            .range((table, 0)..=(table, u64::MAX))
+            .map(|((_, k), _)| *k)
+            .collect())
     }
 
     async fn commit(&self, puts: Vec<Put>, deletes: Vec<(Table, u64)>) -> Result<(), StoreError> {

@@ -3,7 +3,7 @@
 //! come straight from the hash bytes (Kirsch–Mitzenmacher double hashing); no extra
 //! hashing is needed.
 
-use super::codec::{put_u32, put_u64, Reader, RawKey};
+use super::codec::{put_u32, put_u64, RawKey, Reader};
 use crate::store::StoreError;
 
 /// A fixed-size Bloom filter.
@@ -20,8 +20,13 @@ impl Bloom {
     /// 0.6^bits_per_key: ~1 % at 10 bits).
     pub fn with_capacity(n: usize, bits_per_key: usize) -> Self {
         let bits = (n.max(1) * bits_per_key.max(1)).max(64);
-        let k = ((bits_per_key as f64) * std::f64::consts::LN_2).round().clamp(1.0, 16.0) as u32;
-        Bloom { words: vec![0; bits.div_ceil(64)], k }
+        let k = ((bits_per_key as f64) * std::f64::consts::LN_2)
+            .round()
+            .clamp(1.0, 16.0) as u32;
+        Bloom {
+            words: vec![0; bits.div_ceil(64)],
+            k,
+        }
     }
 
     /// The two base hashes of a key: two words of its digest, the kind folded in.
@@ -48,7 +53,8 @@ impl Bloom {
 
     /// False when `key` is certainly absent.
     pub fn may_contain(&self, key: &RawKey) -> bool {
-        Self::probes(key, self.k, self.words.len()).all(|bit| self.words[bit / 64] & (1 << (bit % 64)) != 0)
+        Self::probes(key, self.k, self.words.len())
+            .all(|bit| self.words[bit / 64] & (1 << (bit % 64)) != 0)
     }
 
     /// Heap bytes held.
@@ -72,8 +78,14 @@ impl Bloom {
         if k == 0 || k > 64 || n == 0 {
             return Err(super::codec::malformed("bloom filter"));
         }
-        let words = r.bytes(n.checked_mul(8).ok_or_else(|| super::codec::malformed("bloom filter"))?)?;
-        let words = words.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+        let words = r.bytes(
+            n.checked_mul(8)
+                .ok_or_else(|| super::codec::malformed("bloom filter"))?,
+        )?;
+        let words = words
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
         Ok(Bloom { words, k })
     }
 }

@@ -30,7 +30,10 @@ pub fn item_key(raw: &RawKey) -> Option<ItemKey> {
         1 => Kind::Code,
         _ => return None,
     };
-    Some(ItemKey { kind, hash: H256::from_slice(&raw[1..]).expect("32 bytes") })
+    Some(ItemKey {
+        kind,
+        hash: H256::from_slice(&raw[1..]).expect("32 bytes"),
+    })
 }
 
 /// The error every decoder returns on malformed stored bytes.
@@ -50,7 +53,8 @@ pub fn put_u64(out: &mut Vec<u8>, v: u64) {
 
 /// Reads a little-endian u32 at `pos` of `buf`, if in bounds.
 pub fn u32_at(buf: &[u8], pos: usize) -> Option<u32> {
-    buf.get(pos..pos.checked_add(4)?).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+    buf.get(pos..pos.checked_add(4)?)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
 }
 
 /// A bounds-checked sequential reader; every read fails with [`malformed`]`(what)`.
@@ -68,7 +72,11 @@ impl<'a> Reader<'a> {
     }
     /// The next `n` bytes.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| malformed(self.what))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| malformed(self.what))?;
         let out = &self.buf[self.pos..end];
         self.pos = end;
         Ok(out)
@@ -79,11 +87,15 @@ impl<'a> Reader<'a> {
     }
     /// The next little-endian u32.
     pub fn u32(&mut self) -> Result<u32, StoreError> {
-        Ok(u32::from_le_bytes(self.bytes(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.bytes(4)?.try_into().expect("4 bytes"),
+        ))
     }
     /// The next little-endian u64.
     pub fn u64(&mut self) -> Result<u64, StoreError> {
-        Ok(u64::from_le_bytes(self.bytes(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.bytes(8)?.try_into().expect("8 bytes"),
+        ))
     }
     /// The next raw key.
     pub fn key(&mut self) -> Result<RawKey, StoreError> {
@@ -119,7 +131,14 @@ pub fn decode_meta(buf: &[u8]) -> Result<SyncMeta, StoreError> {
         1 => true,
         _ => return Err(malformed("progress record")),
     };
-    let meta = SyncMeta { root, complete, nodes: r.u64()?, node_bytes: r.u64()?, codes: r.u64()?, code_bytes: r.u64()? };
+    let meta = SyncMeta {
+        root,
+        complete,
+        nodes: r.u64()?,
+        node_bytes: r.u64()?,
+        codes: r.u64()?,
+        code_bytes: r.u64()?,
+    };
     r.finish()?;
     Ok(meta)
 }

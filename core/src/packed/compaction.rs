@@ -40,7 +40,10 @@ pub fn tier(bytes: u64, base: u64, fan_in: usize) -> u32 {
 /// the policy asks for a merge.
 pub fn pick(runs: &[Rc<RunDesc>], config: &PackedConfig) -> Option<Range<usize>> {
     let fan_in = config.fan_in.max(2);
-    let tiers: Vec<u32> = runs.iter().map(|r| tier(r.bytes, config.tier_base_bytes, fan_in)).collect();
+    let tiers: Vec<u32> = runs
+        .iter()
+        .map(|r| tier(r.bytes, config.tier_base_bytes, fan_in))
+        .collect();
     let mut end = tiers.len();
     while end > 0 {
         let mut start = end - 1;
@@ -102,8 +105,21 @@ pub(super) async fn merge<B: RecordBackend>(
 ) -> Result<(RunDesc, Vec<PageRecord>), StoreError> {
     let capacity: u64 = inputs.iter().map(|r| r.items).sum();
     let seq = inputs.iter().map(|r| r.seq).max().expect("inputs");
-    let mut writer = RunWriter::new(capacity as usize, config.bloom_bits_per_key, config.page_bytes, ids);
-    let mut cursors: Vec<Cursor<'_>> = inputs.iter().map(|run| Cursor { run, next_page: 0, page: None, pos: 0 }).collect();
+    let mut writer = RunWriter::new(
+        capacity as usize,
+        config.bloom_bits_per_key,
+        config.page_bytes,
+        ids,
+    );
+    let mut cursors: Vec<Cursor<'_>> = inputs
+        .iter()
+        .map(|run| Cursor {
+            run,
+            next_page: 0,
+            page: None,
+            pos: 0,
+        })
+        .collect();
     for c in &mut cursors {
         // No page loaded yet: `advance` loads the first one.
         c.pos = usize::MAX - 1;
@@ -132,8 +148,18 @@ pub(super) async fn merge<B: RecordBackend>(
         if writer.pending_pages() >= config.compaction_flush_pages.max(1) {
             let pages = writer.take_pages();
             streamed.extend(pages.iter().map(|(id, _)| *id));
-            backend.commit(pages.into_iter().map(|(id, b)| (Table::Pages, id, b)).collect(), Vec::new()).await?;
+            backend
+                .commit(
+                    pages
+                        .into_iter()
+                        .map(|(id, b)| (Table::Pages, id, b))
+                        .collect(),
+                    Vec::new(),
+                )
+                .await?;
         }
     }
-    writer.finish(Some(seq)).ok_or_else(|| malformed("run (empty)"))
+    writer
+        .finish(Some(seq))
+        .ok_or_else(|| malformed("run (empty)"))
 }

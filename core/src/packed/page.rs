@@ -66,7 +66,13 @@ impl Page {
     pub fn parse(bytes: Vec<u8>) -> Result<Page, StoreError> {
         let bad = || malformed("page");
         let n = u32_at(&bytes, 0).ok_or_else(bad)? as usize;
-        let base = 4usize.checked_add(n.checked_add(1).and_then(|m| m.checked_mul(4)).ok_or_else(bad)?).ok_or_else(bad)?;
+        let base = 4usize
+            .checked_add(
+                n.checked_add(1)
+                    .and_then(|m| m.checked_mul(4))
+                    .ok_or_else(bad)?,
+            )
+            .ok_or_else(bad)?;
         if base > bytes.len() || n == 0 {
             return Err(bad());
         }
@@ -104,13 +110,16 @@ impl Page {
     }
     /// Entry `i`'s byte range within the entries area.
     fn range(&self, i: usize) -> (usize, usize) {
-        let at = |j: usize| u32_at(&self.bytes, 4 + 4 * j).expect("offset table in bounds") as usize;
+        let at =
+            |j: usize| u32_at(&self.bytes, 4 + 4 * j).expect("offset table in bounds") as usize;
         (at(i), at(i + 1))
     }
     /// Entry `i`'s key.
     pub fn key(&self, i: usize) -> &RawKey {
         let start = self.base() + self.range(i).0;
-        self.bytes[start..start + KEY_LEN].try_into().expect("33 bytes")
+        self.bytes[start..start + KEY_LEN]
+            .try_into()
+            .expect("33 bytes")
     }
     /// Entry `i`'s item bytes.
     pub fn data(&self, i: usize) -> &[u8] {

@@ -60,7 +60,9 @@ impl RunDesc {
 
     /// Bytes this descriptor holds in memory (heap and inline).
     pub fn memory_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + self.pages.capacity() * std::mem::size_of::<PageRef>() + self.bloom.heap_bytes()
+        std::mem::size_of::<Self>()
+            + self.pages.capacity() * std::mem::size_of::<PageRef>()
+            + self.bloom.heap_bytes()
     }
 
     /// The descriptor record.
@@ -89,14 +91,24 @@ impl RunDesc {
         let n = r.u32()? as usize;
         let mut pages = Vec::with_capacity(n.min(buf.len() / 41));
         for _ in 0..n {
-            pages.push(PageRef { id: r.u64()?, first: r.key()? });
+            pages.push(PageRef {
+                id: r.u64()?,
+                first: r.key()?,
+            });
         }
         if pages.is_empty() || pages.windows(2).any(|w| w[0].first >= w[1].first) {
             return Err(malformed("run descriptor (page index)"));
         }
         let bloom = Bloom::decode(&mut r)?;
         r.finish()?;
-        Ok(RunDesc { id, seq, items, bytes, pages, bloom })
+        Ok(RunDesc {
+            id,
+            seq,
+            items,
+            bytes,
+            pages,
+            bloom,
+        })
     }
 }
 
@@ -119,7 +131,12 @@ pub struct RunWriter<'a> {
 impl<'a> RunWriter<'a> {
     /// A writer for at most `capacity` items (sizes the Bloom filter); record ids are
     /// taken from `ids`, shared by every writer of the store.
-    pub fn new(capacity: usize, bits_per_key: usize, page_bytes: usize, ids: &'a Cell<u64>) -> Self {
+    pub fn new(
+        capacity: usize,
+        bits_per_key: usize,
+        page_bytes: usize,
+        ids: &'a Cell<u64>,
+    ) -> Self {
         RunWriter {
             page_bytes,
             ids,
@@ -149,7 +166,10 @@ impl<'a> RunWriter<'a> {
 
     /// Appends one item (keys strictly increasing).
     pub fn push(&mut self, key: &RawKey, data: &[u8]) {
-        assert!(self.last.is_none_or(|l| l < *key), "run keys must strictly increase");
+        assert!(
+            self.last.is_none_or(|l| l < *key),
+            "run keys must strictly increase"
+        );
         self.last = Some(*key);
         if !self.page.is_empty() && self.page.size_with(data.len()) > self.page_bytes {
             self.cut();

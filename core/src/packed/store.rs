@@ -1,7 +1,9 @@
 //! [`PackedStore`]: the [`Store`] trait over a [`RecordBackend`], items packed in pages.
 
 use super::backend::{Put, RecordBackend, Table, FRONTIER_KEY, META_KEY};
-use super::codec::{decode_frontier, decode_meta, encode_frontier, encode_meta, malformed, raw_key, RawKey};
+use super::codec::{
+    decode_frontier, decode_meta, encode_frontier, encode_meta, malformed, raw_key, RawKey,
+};
 use super::compaction;
 use super::page::Page;
 use super::run::{RunDesc, RunWriter};
@@ -93,7 +95,9 @@ pub struct PackedStore<B> {
 
 impl<B> std::fmt::Debug for PackedStore<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PackedStore").field("runs", &self.state.borrow().runs.len()).finish()
+        f.debug_struct("PackedStore")
+            .field("runs", &self.state.borrow().runs.len())
+            .finish()
     }
 }
 
@@ -120,21 +124,34 @@ impl<B: RecordBackend> PackedStore<B> {
         };
         let pages = backend.keys(Table::Pages).await?;
         max_id = pages.iter().copied().fold(max_id, u64::max);
-        let orphans: Vec<(Table, u64)> =
-            pages.into_iter().filter(|id| !referenced.contains(id)).map(|id| (Table::Pages, id)).collect();
+        let orphans: Vec<(Table, u64)> = pages
+            .into_iter()
+            .filter(|id| !referenced.contains(id))
+            .map(|id| (Table::Pages, id))
+            .collect();
         let orphans_removed = orphans.len() as u64;
         if !orphans.is_empty() {
             backend.commit(Vec::new(), orphans).await?;
         }
-        let cache = PageCache { capacity: config.cache_pages, pages: VecDeque::new() };
+        let cache = PageCache {
+            capacity: config.cache_pages,
+            pages: VecDeque::new(),
+        };
         Ok(PackedStore {
             backend,
             config,
-            state: RefCell::new(State { runs, generation: 0, meta }),
+            state: RefCell::new(State {
+                runs,
+                generation: 0,
+                meta,
+            }),
             ids: Cell::new(max_id + 1),
             compacting: Cell::new(false),
             cache: RefCell::new(cache),
-            stats: RefCell::new(PackedStats { orphans_removed, ..PackedStats::default() }),
+            stats: RefCell::new(PackedStats {
+                orphans_removed,
+                ..PackedStats::default()
+            }),
         })
     }
 
@@ -165,7 +182,12 @@ impl<B: RecordBackend> PackedStore<B> {
     /// Bytes of memory held by the run descriptors (Bloom filters and page indexes): the
     /// store's only per-item memory. The page cache adds at most `cache_pages` pages.
     pub fn descriptor_memory_bytes(&self) -> usize {
-        self.state.borrow().runs.iter().map(|r| r.memory_bytes()).sum()
+        self.state
+            .borrow()
+            .runs
+            .iter()
+            .map(|r| r.memory_bytes())
+            .sum()
     }
     /// True when the compaction policy asks for a merge.
     pub fn needs_compaction(&self) -> bool {
@@ -210,8 +232,18 @@ impl<B: RecordBackend> PackedStore<B> {
         }
         let mut streamed = Vec::new();
         let result = async {
-            let (desc, rest) = compaction::merge(&self.backend, &inputs, &self.config, &self.ids, &mut streamed).await?;
-            let mut puts: Vec<Put> = rest.into_iter().map(|(id, b)| (Table::Pages, id, b)).collect();
+            let (desc, rest) = compaction::merge(
+                &self.backend,
+                &inputs,
+                &self.config,
+                &self.ids,
+                &mut streamed,
+            )
+            .await?;
+            let mut puts: Vec<Put> = rest
+                .into_iter()
+                .map(|(id, b)| (Table::Pages, id, b))
+                .collect();
             puts.push((Table::Runs, desc.id, desc.encode()));
             let records = (streamed.len() + puts.len()) as u64;
             let mut deletes = Vec::new();
@@ -227,7 +259,10 @@ impl<B: RecordBackend> PackedStore<B> {
         match result {
             Ok((desc, records)) => {
                 let gone: HashSet<u64> = inputs.iter().map(|r| r.id).collect();
-                let old_pages: HashSet<u64> = inputs.iter().flat_map(|r| r.pages.iter().map(|p| p.id)).collect();
+                let old_pages: HashSet<u64> = inputs
+                    .iter()
+                    .flat_map(|r| r.pages.iter().map(|p| p.id))
+                    .collect();
                 {
                     let mut state = self.state.borrow_mut();
                     state.runs.retain(|r| !gone.contains(&r.id));
@@ -260,7 +295,12 @@ impl<B: RecordBackend> PackedStore<B> {
             let mut cache = self.cache.borrow_mut();
             ids.iter().map(|id| cache.get(*id)).collect()
         };
-        let missing: Vec<u64> = ids.iter().zip(&out).filter(|(_, p)| p.is_none()).map(|(id, _)| *id).collect();
+        let missing: Vec<u64> = ids
+            .iter()
+            .zip(&out)
+            .filter(|(_, p)| p.is_none())
+            .map(|(id, _)| *id)
+            .collect();
         if !missing.is_empty() {
             let read = self.backend.get(Table::Pages, &missing).await?;
             self.stats.borrow_mut().page_reads += missing.len() as u64;
@@ -277,7 +317,11 @@ impl<B: RecordBackend> PackedStore<B> {
     }
 
     /// Looks every key up (newest run first), mapping found bytes through `extract`.
-    async fn lookup<T>(&self, keys: &[ItemKey], extract: impl Fn(&[u8]) -> T) -> Result<Vec<Option<T>>, StoreError> {
+    async fn lookup<T>(
+        &self,
+        keys: &[ItemKey],
+        extract: impl Fn(&[u8]) -> T,
+    ) -> Result<Vec<Option<T>>, StoreError> {
         let raw: Vec<RawKey> = keys.iter().map(raw_key).collect();
         'restart: loop {
             let (runs, generation) = {
@@ -335,7 +379,12 @@ impl<B: RecordBackend> PackedStore<B> {
 
 impl<B: RecordBackend> Store for PackedStore<B> {
     async fn contains(&self, keys: &[ItemKey]) -> Result<Vec<bool>, StoreError> {
-        Ok(self.lookup(keys, |_| ()).await?.into_iter().map(|v| v.is_some()).collect())
+        Ok(self
+            .lookup(keys, |_| ())
+            .await?
+            .into_iter()
+            .map(|v| v.is_some())
+            .collect())
     }
 
     async fn get_many(&self, keys: &[ItemKey]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
@@ -344,7 +393,11 @@ impl<B: RecordBackend> Store for PackedStore<B> {
 
     async fn write(&self, batch: &Batch, meta: &SyncMeta) -> Result<(), StoreError> {
         // Sort by key; of equal keys the later item of the batch wins (as a map insert).
-        let mut items: Vec<(RawKey, &[u8])> = batch.items.iter().map(|(k, v)| (raw_key(k), v.as_slice())).collect();
+        let mut items: Vec<(RawKey, &[u8])> = batch
+            .items
+            .iter()
+            .map(|(k, v)| (raw_key(k), v.as_slice()))
+            .collect();
         items.sort_by_key(|item| item.0);
         let mut sorted: Vec<(RawKey, &[u8])> = Vec::with_capacity(items.len());
         for item in items {
@@ -356,7 +409,12 @@ impl<B: RecordBackend> Store for PackedStore<B> {
         let mut puts: Vec<Put> = Vec::new();
         let mut run = None;
         if !sorted.is_empty() {
-            let mut writer = RunWriter::new(sorted.len(), self.config.bloom_bits_per_key, self.config.page_bytes, &self.ids);
+            let mut writer = RunWriter::new(
+                sorted.len(),
+                self.config.bloom_bits_per_key,
+                self.config.page_bytes,
+                &self.ids,
+            );
             for (key, data) in &sorted {
                 writer.push(key, data);
             }
@@ -399,7 +457,13 @@ impl<B: RecordBackend> Store for PackedStore<B> {
     }
 
     async fn frontier(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        match self.backend.get(Table::Meta, &[FRONTIER_KEY]).await?.pop().flatten() {
+        match self
+            .backend
+            .get(Table::Meta, &[FRONTIER_KEY])
+            .await?
+            .pop()
+            .flatten()
+        {
             Some(bytes) => decode_frontier(&bytes),
             None => Ok(Vec::new()),
         }

@@ -6,9 +6,9 @@ use triesync_core::state::{BuiltState, StateFixture};
 
 /// `../shared/fixtures` beside the repository, or `$TRIESYNC_FIXTURES`.
 pub fn fixtures_dir() -> PathBuf {
-    std::env::var_os("TRIESYNC_FIXTURES").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
-    })
+    std::env::var_os("TRIESYNC_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"))
 }
 
 /// The four fixture states: (file stem, expected accounts, nodes, node bytes, codes, code bytes).
@@ -22,10 +22,14 @@ pub const STATES: [(&str, usize, usize, usize, usize, usize); 4] = [
 /// Loads and builds one fixture state, checking its root against the published one.
 pub fn load_state(stem: &str) -> (StateFixture, BuiltState) {
     let path = fixtures_dir().join("states").join(format!("{stem}.json"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let fixture = StateFixture::from_json(&text).expect("fixture parses");
     let built = fixture.build().expect("fixture builds");
-    assert_eq!(built.root, fixture.root().unwrap(), "{stem}: built root != published root");
+    assert_eq!(
+        built.root,
+        fixture.root().unwrap(),
+        "{stem}: built root != published root"
+    );
     (fixture, built)
 }
