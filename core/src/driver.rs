@@ -134,8 +134,14 @@ pub struct Timings {
     pub commit_ms: f64,
     /// Looking items up in the store.
     pub check_ms: f64,
-    /// Waiting for peers.
+    /// Waiting in the main loop, in all: `peer_wait_ms + write_wait_ms`.
     pub wait_ms: f64,
+    /// Waiting for peers' answers (requests in flight, fetching not held back).
+    pub peer_wait_ms: f64,
+    /// Waiting for the background write: held back by back-pressure, or nothing in flight
+    /// and only the write pending. (Writes awaited outside the main loop, such as the last
+    /// one on exit, are in `commit_ms` only.)
+    pub write_wait_ms: f64,
 }
 
 /// Progress after a commit, and the final report.
@@ -399,9 +405,19 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
                 // Nothing could wake the loop but a command: say so rather than hang.
                 return Err(SyncError::InvalidState("no request could be made".into()));
             }
+            // Only the write can let the driver go on when it is held back by back-pressure
+            // or has nothing in flight: that wait is the store's, any other the peers'.
+            let for_write = self.writing.is_some() && (backlog || self.in_flight.is_empty());
             let waited = self.clock.now_ms();
             let event = self.next_event(rx).await;
-            self.progress.timings.wait_ms += self.clock.now_ms() - waited;
+            let dt = self.clock.now_ms() - waited;
+            let timings = &mut self.progress.timings;
+            timings.wait_ms += dt;
+            if for_write {
+                timings.write_wait_ms += dt;
+            } else {
+                timings.peer_wait_ms += dt;
+            }
             match event {
                 Event::Answer(Some(answer)) => self.handle_answer(answer)?,
                 Event::Command(Some(cmd)) => self.apply(cmd, on_progress).await?,

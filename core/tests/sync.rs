@@ -864,3 +864,101 @@ fn test_driver_yields_to_the_event_loop_while_a_write_is_pending() {
         .expect("the sync never finished: the driver did not yield while its write was pending");
     assert!(synced, "{result}");
 }
+
+/// A store whose every write takes `delay` (on the clock: the executor is free meanwhile).
+struct SlowStore {
+    inner: MemoryStore,
+    clock: ThreadClock,
+    delay: Duration,
+}
+
+impl Store for SlowStore {
+    async fn contains(
+        &self,
+        keys: &[ItemKey],
+    ) -> Result<Vec<bool>, triesync_core::store::StoreError> {
+        self.inner.contains(keys).await
+    }
+    async fn get_many(
+        &self,
+        keys: &[ItemKey],
+    ) -> Result<Vec<Option<Vec<u8>>>, triesync_core::store::StoreError> {
+        self.inner.get_many(keys).await
+    }
+    async fn write(
+        &self,
+        batch: &triesync_core::store::Batch,
+        meta: &SyncMeta,
+    ) -> Result<(), triesync_core::store::StoreError> {
+        triesync_core::peer::Clock::sleep(&self.clock, self.delay).await;
+        self.inner.write(batch, meta).await
+    }
+    async fn meta(&self) -> Result<Option<SyncMeta>, triesync_core::store::StoreError> {
+        self.inner.meta().await
+    }
+    async fn frontier(&self) -> Result<Vec<Vec<u8>>, triesync_core::store::StoreError> {
+        self.inner.frontier().await
+    }
+}
+
+/// `waitMs` is split into waiting for peers and waiting for the background write: with a
+/// slow store and an instant peer the write wait dominates, with a slow peer and an instant
+/// store the peer wait does; the two add up to the total.
+#[test]
+fn test_driver_wait_split_between_peers_and_the_write() {
+    let state = fixture("mainnet-genesis");
+    let config = SyncConfig {
+        batch_bytes: 16 * 1024,
+        ..SyncConfig::default()
+    };
+    let run = |store: &SlowStore, peer: MemoryPeer| {
+        let (syncer, handle) = Syncer::new(state.root, config.clone());
+        handle.add_peer(Rc::new(peer));
+        let report = block_on(syncer.run(store, &store.clock, &mut |_| {})).unwrap();
+        assert!(report.complete);
+        assert_eq!(store.inner.count(Kind::Node), state.nodes.len());
+        let t = &report.timings;
+        assert!(
+            (t.wait_ms - (t.peer_wait_ms + t.write_wait_ms)).abs() < 1e-6 * t.wait_ms.max(1.0),
+            "{t:?}"
+        );
+        eprintln!(
+            "batches {}: wait {:.0} ms = peers {:.0} + write {:.0}; commit {:.0}",
+            report.batches, t.wait_ms, t.peer_wait_ms, t.write_wait_ms, t.commit_ms
+        );
+        report
+    };
+
+    // Slow store (20 ms a write), instant peer.
+    let store = SlowStore {
+        inner: MemoryStore::new(),
+        clock: ThreadClock::new(),
+        delay: Duration::from_millis(20),
+    };
+    let report = run(&store, MemoryPeer::new("p", &state, Behaviour::Honest));
+    let t = &report.timings;
+    // Every background write but the last (awaited on exit) is waited for in the loop.
+    let background = report.batches.saturating_sub(1) as f64;
+    assert!(background >= 5.0, "{} batches", report.batches);
+    assert!(t.write_wait_ms >= 0.5 * 20.0 * background, "{t:?}");
+    assert!(t.write_wait_ms > 4.0 * t.peer_wait_ms, "{t:?}");
+
+    // Slow peer (20 ms an answer), instant store.
+    let store = SlowStore {
+        inner: MemoryStore::new(),
+        clock: ThreadClock::new(),
+        delay: Duration::ZERO,
+    };
+    let clock: Rc<dyn triesync_core::peer::Clock> = Rc::new(store.clock.clone());
+    let peer = MemoryPeer::new(
+        "p",
+        &state,
+        Behaviour::Delay(Duration::from_millis(20), clock),
+    );
+    let report = run(&store, peer);
+    let t = &report.timings;
+    let requests = report.peers[0].requests as f64;
+    // Two requests in flight at a time: at least half the answers' delay is waited for.
+    assert!(t.peer_wait_ms >= 0.5 * 20.0 * requests / 2.0, "{t:?}");
+    assert!(t.peer_wait_ms > 4.0 * t.write_wait_ms, "{t:?}");
+}
