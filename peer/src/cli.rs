@@ -61,6 +61,11 @@ SERVER:
   --max-connections N     open connections at most (default 1024)
   --ws-in-flight N        requests answered at once per WebSocket (default 16)
   --stall-max-ms N        a stalled request's connection is closed after this (default 600000)
+  --write-timeout-ms N    a connection whose answer makes no write progress for this long
+                          (its client stopped reading) is closed (default: the header timeout)
+  --answer-memory BYTES   answers built and not yet written, over all connections, at most;
+                          k/m/g suffixes are KiB/MiB/GiB (default 256m); a request whose
+                          answer does not fit waits for earlier answers to be written
 
 FAULTS (RATE is a probability 0..1; same --fault-seed, same faults for the same requests):
   --fault-seed S          seed of the fault sequence (default 0)
@@ -100,6 +105,23 @@ fn parse_count(s: &str) -> Result<usize, String> {
         .ok()
         .and_then(|n| n.checked_mul(mul))
         .ok_or_else(|| format!("not a count: {s:?}"))
+}
+
+/// Parses a byte size with an optional binary suffix: `65536`, `64k`, `256m`, `1g`.
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim().replace('_', "").to_ascii_lowercase();
+    let (digits, shift) = match t.as_bytes().last() {
+        Some(b'k') => (&t[..t.len() - 1], 10),
+        Some(b'm') => (&t[..t.len() - 1], 20),
+        Some(b'g') => (&t[..t.len() - 1], 30),
+        _ => (t.as_str(), 0),
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(1usize << shift))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("not a byte size: {s:?}"))
 }
 
 /// Parses `ACCOUNTS[,contracts=N][,slots=K][,code=BYTES][,codes=D][,seed=S]`.
@@ -226,6 +248,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             "--header-timeout-ms" => o.limits.header_timeout = ms(value()?)?,
             "--body-timeout-ms" => o.limits.body_timeout = ms(value()?)?,
             "--stall-max-ms" => o.limits.stall_max = ms(value()?)?,
+            "--write-timeout-ms" => o.limits.write_timeout = Some(ms(value()?)?),
+            "--answer-memory" => o.limits.answer_memory = parse_bytes(&value()?)?,
             "--max-connections" => {
                 o.limits.max_connections = parse_num::<usize>(&flag, &value()?)?.max(1)
             }
@@ -315,5 +339,29 @@ mod tests {
         assert!(parse(args("--synthetic 100 --state x")).is_err());
         assert!(parse(args("--port 1")).is_err());
         assert!(parse(args("--synthetic 100 --bogus")).is_err());
+    }
+
+    #[test]
+    fn limit_flags() {
+        let Command::Run(o) = parse(args("--synthetic 100")).unwrap() else {
+            panic!()
+        };
+        assert_eq!(o.limits.write_timeout, None);
+        assert_eq!(o.limits.answer_memory, 256 << 20);
+        let Command::Run(o) = parse(args(
+            "--synthetic 100 --write-timeout-ms 2500 --answer-memory 64k --max-connections 8",
+        ))
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(o.limits.write_timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(o.limits.answer_memory, 64 << 10);
+        assert_eq!(o.limits.max_connections, 8);
+        assert_eq!(parse_bytes("1g"), Ok(1 << 30));
+        assert_eq!(parse_bytes("3_000"), Ok(3000));
+        for bad in ["0", "x", "12q", "-1", ""] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+        assert!(parse(args("--synthetic 100 --write-timeout-ms soon")).is_err());
     }
 }

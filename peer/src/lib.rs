@@ -52,6 +52,33 @@ pub fn build(source: &Source) -> Result<ServedState, String> {
     }
 }
 
+/// Connections the kernel queues before `accept` (the system caps it at
+/// `net.core.somaxconn`). Tokio's `bind` asks for 128, which a burst of a few hundred
+/// clients overflows: their SYNs are dropped and they wait out TCP's retransmission backoff
+/// (1 s, then 3 s) before the server even sees them.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `host:port` (the first address it resolves to that binds) with [`LISTEN_BACKLOG`].
+pub async fn bind(host: &str, port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        let socket = match addr {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        // As std and tokio do: a restarted server can bind while old connections linger.
+        socket.set_reuseaddr(true)?;
+        match socket
+            .bind(addr)
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other(format!("{host} resolves to no address"))))
+}
+
 /// Builds the state, binds, prints the `listening` line and serves until SIGINT, SIGTERM
 /// or (with `--exit-on-stdin-close`) the end of standard input.
 pub fn run(opts: Options) -> Result<(), String> {
@@ -86,7 +113,7 @@ pub fn run(opts: Options) -> Result<(), String> {
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind((opts.host.as_str(), opts.port))
+        let listener = bind(&opts.host, opts.port)
             .await
             .map_err(|e| format!("binding {}:{}: {e}", opts.host, opts.port))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;

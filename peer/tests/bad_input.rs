@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 use triesync_core::{keccak256, H256};
 
@@ -334,4 +335,78 @@ fn bad_command_lines_fail_with_a_message() {
     let out = run(&["--help"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--synthetic"));
+}
+
+#[test]
+fn clients_that_stop_reading_are_cut_after_the_write_timeout() {
+    // A 64 MB answer (the flood fault) to a client that reads nothing: once the socket
+    // buffers are full the server's write makes no progress, and `--write-timeout-ms`
+    // closes the connection long before the 20 s header timeout would.
+    let p = Peer::start(&[
+        "--synthetic",
+        "100",
+        "--flood-bytes",
+        "64m",
+        "--write-timeout-ms",
+        "500",
+        "--header-timeout-ms",
+        "20000",
+    ]);
+    let body = hash_list(&[p.root]);
+    let mut req = format!(
+        "POST /v1/nodes HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    let mut s = std::net::TcpStream::connect(&p.addr).unwrap();
+    s.write_all(&req).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let closed = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(_) => break false, // nothing for 5 s and not closed
+        }
+    };
+    assert!(closed, "still open after {total} bytes");
+    assert!(
+        total < 64_000_000,
+        "the whole answer arrived: {total} bytes"
+    );
+}
+
+#[test]
+fn an_answer_bigger_than_the_answer_memory_is_still_served() {
+    // `--answer-memory 16k`: a ~50 KB answer takes the whole budget instead of waiting
+    // forever for more than there is; answers after it are served too.
+    let p = Peer::start(&["--synthetic", "1000", "--answer-memory", "16k"]);
+    let mut level = vec![p.root];
+    for _ in 0..2 {
+        let blobs = fetch_http(&p.base, &level);
+        assert_exact(&level, &blobs, "answer under a small budget");
+        level = blobs
+            .iter()
+            .flat_map(|b| child_hashes(b))
+            .take(384)
+            .collect();
+        assert!(!level.is_empty());
+    }
+}
+
+/// The hashes a trie node refers to.
+fn child_hashes(blob: &[u8]) -> Vec<H256> {
+    use triesync_core::nodes::{decode_node, ChildRef};
+    decode_node(blob)
+        .unwrap()
+        .children()
+        .filter_map(|(_, c)| match c {
+            ChildRef::Hash(h) => Some(h),
+            _ => None,
+        })
+        .collect()
 }
