@@ -93,33 +93,28 @@ probability --flood-rate, drawn from the same seeded sequence):
 The first line on stdout is `listening http://HOST:PORT root 0x<root>`.
 ";
 
-fn parse_count(s: &str) -> Result<usize, String> {
+/// Parses a count with an optional suffix from `suffixes` (letter, multiplier).
+fn parse_scaled(s: &str, suffixes: &[(u8, usize)]) -> Option<usize> {
     let t = s.trim().replace('_', "").to_ascii_lowercase();
-    let (digits, mul) = match t.as_bytes().last() {
-        Some(b'k') => (&t[..t.len() - 1], 1_000),
-        Some(b'm') => (&t[..t.len() - 1], 1_000_000),
-        _ => (t.as_str(), 1),
+    let (digits, mul) = match suffixes
+        .iter()
+        .find(|(c, _)| t.as_bytes().last() == Some(c))
+    {
+        Some(&(_, mul)) => (&t[..t.len() - 1], mul),
+        None => (t.as_str(), 1),
     };
-    digits
-        .parse::<usize>()
-        .ok()
-        .and_then(|n| n.checked_mul(mul))
+    digits.parse::<usize>().ok()?.checked_mul(mul)
+}
+
+/// A count: `1000`, `100k`, `1m` (decimal suffixes).
+fn parse_count(s: &str) -> Result<usize, String> {
+    parse_scaled(s, &[(b'k', 1_000), (b'm', 1_000_000)])
         .ok_or_else(|| format!("not a count: {s:?}"))
 }
 
-/// Parses a byte size with an optional binary suffix: `65536`, `64k`, `256m`, `1g`.
+/// A byte size: `65536`, `64k`, `256m`, `1g` (binary suffixes); not zero.
 fn parse_bytes(s: &str) -> Result<usize, String> {
-    let t = s.trim().replace('_', "").to_ascii_lowercase();
-    let (digits, shift) = match t.as_bytes().last() {
-        Some(b'k') => (&t[..t.len() - 1], 10),
-        Some(b'm') => (&t[..t.len() - 1], 20),
-        Some(b'g') => (&t[..t.len() - 1], 30),
-        _ => (t.as_str(), 0),
-    };
-    digits
-        .parse::<usize>()
-        .ok()
-        .and_then(|n| n.checked_mul(1usize << shift))
+    parse_scaled(s, &[(b'k', 1 << 10), (b'm', 1 << 20), (b'g', 1 << 30)])
         .filter(|&n| n > 0)
         .ok_or_else(|| format!("not a byte size: {s:?}"))
 }
