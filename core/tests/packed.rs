@@ -460,6 +460,94 @@ fn test_open_removes_orphan_pages() {
     assert_eq!(block_on(reopened.get(k2)).unwrap(), Some(v2));
 }
 
+/// A backend that, at the first commit of a compaction's streamed pages (pages without a
+/// descriptor), opens a second connection's store on the same data: what a `StateDb`
+/// opened in another tab does while a sync compacts.
+#[derive(Clone)]
+struct OpensMidCompaction {
+    inner: MemoryBackend,
+    reader: bool,
+    opened: Rc<std::cell::Cell<bool>>,
+}
+
+impl triesync_core::packed::RecordBackend for OpensMidCompaction {
+    async fn get(&self, t: Table, keys: &[u64]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.inner.get(t, keys).await
+    }
+    async fn get_all(&self, t: Table) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.inner.get_all(t).await
+    }
+    async fn keys(&self, t: Table) -> Result<Vec<u64>, StoreError> {
+        self.inner.keys(t).await
+    }
+    async fn commit(
+        &self,
+        puts: Vec<triesync_core::packed::backend::Put>,
+        deletes: Vec<(Table, u64)>,
+    ) -> Result<(), StoreError> {
+        let streamed = !puts.is_empty() && puts.iter().all(|p| p.0 == Table::Pages);
+        self.inner.commit(puts, deletes).await?;
+        if streamed && !self.opened.replace(true) {
+            let other = if self.reader {
+                PackedStore::open_reader(self.inner.clone(), tiny()).await?
+            } else {
+                PackedStore::open(self.inner.clone(), tiny()).await?
+            };
+            assert_eq!(other.is_reader(), self.reader);
+        }
+        Ok(())
+    }
+}
+
+/// A reader opened while another connection's compaction is streaming pages leaves them
+/// alone, so the compaction's run keeps every page; a writer's open (the one writer's, on
+/// startup) deletes them, which is why a second connection must open as a reader.
+#[test]
+fn test_reader_open_leaves_a_running_compaction_alone() {
+    for reader in [true, false] {
+        let backend = OpensMidCompaction {
+            inner: MemoryBackend::new(),
+            reader,
+            opened: Rc::new(std::cell::Cell::new(false)),
+        };
+        let config = PackedConfig {
+            auto_compact: false,
+            compaction_flush_pages: 1,
+            ..tiny()
+        };
+        let store = block_on(PackedStore::open(backend.clone(), config)).unwrap();
+        let mut rng = Rng(11);
+        let mut items = Vec::new();
+        for b in 0..4 {
+            let mut batch = Batch::default();
+            for _ in 0..20 {
+                let (k, v) = random_item(&mut rng);
+                batch.push(k, v.clone());
+                items.push((k, v));
+            }
+            block_on(store.write(&batch, &meta_n(b))).unwrap();
+        }
+        assert!(store.needs_compaction());
+        block_on(store.compact_all()).unwrap();
+        assert!(backend.opened.get(), "pages were streamed");
+        let keys: Vec<ItemKey> = items.iter().map(|(k, _)| *k).collect();
+        let got = block_on(store.get_many(&keys));
+        if reader {
+            let want: Vec<_> = items.iter().map(|(_, v)| Some(v.clone())).collect();
+            assert_eq!(got.unwrap(), want);
+            let reopened = open(&backend.inner, tiny());
+            assert_eq!(reopened.stats().orphans_removed, 0);
+            assert_eq!(block_on(reopened.get_many(&keys)).unwrap(), want);
+        } else {
+            // The writer's open took the streamed pages: the merged run lost some.
+            assert!(got.is_err(), "a second writer's open broke the compaction");
+        }
+    }
+    // A reader refuses to write.
+    let r = block_on(PackedStore::open_reader(MemoryBackend::new(), tiny())).unwrap();
+    assert!(block_on(r.write(&Batch::default(), &SyncMeta::default())).is_err());
+}
+
 // ---- the Bloom filter ----
 
 #[test]

@@ -91,6 +91,8 @@ pub struct PackedStore<B> {
     compacting: Cell<bool>,
     cache: RefCell<PageCache>,
     stats: RefCell<PackedStats>,
+    /// Opened by [`PackedStore::open_reader`]: writes and compactions are refused.
+    reader: bool,
 }
 
 impl<B> std::fmt::Debug for PackedStore<B> {
@@ -104,7 +106,22 @@ impl<B> std::fmt::Debug for PackedStore<B> {
 impl<B: RecordBackend> PackedStore<B> {
     /// Opens the store kept in `backend`: loads every run descriptor and the progress
     /// record, and deletes pages no run refers to (left by an interrupted compaction).
+    ///
+    /// Only for the one writer of the backend: a compaction running in another connection
+    /// streams pages that no run refers to until its last commit, and deleting them would
+    /// leave its new run without pages. Other connections use [`PackedStore::open_reader`].
     pub async fn open(backend: B, config: PackedConfig) -> Result<Self, StoreError> {
+        Self::open_with(backend, config, true).await
+    }
+
+    /// Opens the store for reading beside a writer in another connection: as
+    /// [`PackedStore::open`], but unreferenced pages are left alone (they may be a running
+    /// compaction's). Its view is the runs at open; reopen to see later writes.
+    pub async fn open_reader(backend: B, config: PackedConfig) -> Result<Self, StoreError> {
+        Self::open_with(backend, config, false).await
+    }
+
+    async fn open_with(backend: B, config: PackedConfig, writer: bool) -> Result<Self, StoreError> {
         let mut runs = Vec::new();
         let mut referenced = HashSet::new();
         let mut max_id = 0;
@@ -122,7 +139,12 @@ impl<B: RecordBackend> PackedStore<B> {
             Some(bytes) => Some(decode_meta(&bytes)?),
             None => None,
         };
-        let pages = backend.keys(Table::Pages).await?;
+        // A reader never writes, so it needs neither the orphans nor fresh ids.
+        let pages = if writer {
+            backend.keys(Table::Pages).await?
+        } else {
+            Vec::new()
+        };
         max_id = pages.iter().copied().fold(max_id, u64::max);
         let orphans: Vec<(Table, u64)> = pages
             .into_iter()
@@ -152,7 +174,23 @@ impl<B: RecordBackend> PackedStore<B> {
                 orphans_removed,
                 ..PackedStats::default()
             }),
+            reader: !writer,
         })
+    }
+
+    /// True when opened by [`PackedStore::open_reader`].
+    pub fn is_reader(&self) -> bool {
+        self.reader
+    }
+
+    /// Fails in a reader: its record ids are not known to be fresh.
+    fn check_writer(&self) -> Result<(), StoreError> {
+        if self.reader {
+            return Err(StoreError::Backend(
+                "packed store opened as a reader: it does not write".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The backend.
@@ -227,6 +265,7 @@ impl<B: RecordBackend> PackedStore<B> {
 
     /// Merges `inputs` (consecutive in age) into one run, atomically.
     async fn merge_runs(&self, inputs: Vec<Rc<RunDesc>>) -> Result<bool, StoreError> {
+        self.check_writer()?;
         if self.compacting.replace(true) {
             return Ok(false);
         }
@@ -392,6 +431,7 @@ impl<B: RecordBackend> Store for PackedStore<B> {
     }
 
     async fn write(&self, batch: &Batch, meta: &SyncMeta) -> Result<(), StoreError> {
+        self.check_writer()?;
         // Sort by key; of equal keys the later item of the batch wins (as a map insert).
         let mut items: Vec<(RawKey, &[u8])> = batch
             .items
