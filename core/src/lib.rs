@@ -17,6 +17,7 @@ pub mod driver;
 pub mod packed;
 pub mod peer;
 pub mod rlp_reader;
+pub mod rng;
 pub mod scheduler;
 pub mod store;
 pub mod testing;

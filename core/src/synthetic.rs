@@ -1,6 +1,7 @@
 //! Seeded synthetic states for benchmarks and scale tests: the same spec always gives the
 //! same root.
 
+use crate::rng::SplitMix64;
 use crate::state::{build_state, BuiltState, GenesisAccount};
 
 /// What to generate.
@@ -36,30 +37,9 @@ impl SyntheticSpec {
     }
 }
 
-/// splitmix64: tiny, seeded and good enough to spread keys.
-#[derive(Debug, Clone)]
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn fill(&mut self, out: &mut [u8]) {
-        for chunk in out.chunks_mut(8) {
-            let v = self.next().to_be_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-}
-
 /// The accounts of a spec, in a fixed order.
 pub fn synthetic_accounts(spec: &SyntheticSpec) -> Vec<GenesisAccount> {
-    let mut rng = SplitMix(spec.seed);
+    let mut rng = SplitMix64::new(spec.seed);
     let codes: Vec<Vec<u8>> = (0..spec.distinct_codes.max(1))
         .map(|_| {
             let mut c = vec![0u8; spec.code_size.max(1)];
@@ -71,7 +51,7 @@ pub fn synthetic_accounts(spec: &SyntheticSpec) -> Vec<GenesisAccount> {
         .map(|i| {
             let mut a = GenesisAccount::default();
             rng.fill(&mut a.address);
-            a.nonce = rng.next() % 1000;
+            a.nonce = rng.next_u64() % 1000;
             rng.fill(&mut a.balance[20..]);
             if i < spec.contracts {
                 a.code = codes[i % codes.len()].clone();

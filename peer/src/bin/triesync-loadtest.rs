@@ -1016,20 +1016,7 @@ impl AbuseStats {
 }
 
 /// splitmix64 for garbage bytes.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
+use triesync_core::rng::SplitMix64 as Rng;
 
 /// Waits until the server closes `s` (read returns 0 or fails) or `stop`; true when the
 /// server closed it. Bytes the server sends are read and dropped.
@@ -1103,7 +1090,7 @@ async fn status_of(s: &mut BufReader<TcpStream>, within: Duration) -> Result<u16
 /// reads does not arrive within the body timeout; for the body that never ends, also a
 /// closed connection), and the server must not hold them.
 async fn oversized(ctx: Ctx, st: Arc<AbuseStats>, seed: u64, body_timeout: Duration) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut variant = seed as usize;
     while !ctx.stopped() {
         variant += 1;
@@ -1203,13 +1190,13 @@ async fn oversized(ctx: Ctx, st: Arc<AbuseStats>, seed: u64, body_timeout: Durat
 /// Garbage: random bodies to `/v1/nodes` (400) and `/` (JSON-RPC -32700), random binary
 /// and text WebSocket messages (close 1008 / 1003), and bytes that are not HTTP.
 async fn garbage(ctx: Ctx, st: Arc<AbuseStats>, seed: u64) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut variant = seed as usize;
     while !ctx.stopped() {
         variant += 1;
         st.attempts.fetch_add(1, Ordering::Relaxed);
         let v = variant % 5;
-        let len = 1 + (rng.next() % 4000) as usize;
+        let len = 1 + (rng.next_u64() % 4000) as usize;
         let body = rng.bytes(len);
         let outcome: Result<(), String> = match v {
             0 | 1 => {
