@@ -4,12 +4,13 @@
 //! Every failure is a JS `Error` with a machine-readable `code` (see [`crate::error`]).
 
 use crate::clock::BrowserClock;
+use crate::db::{Db, Role};
 use crate::error::{Error, JsResult};
-use crate::idb_store::IdbStore;
 use crate::interop::{
     account_to_js, as_string, get, opt_number, parse_address, parse_h256, parse_peer, parse_peers,
     parse_slot, progress_to_js, to_js, word_to_js,
 };
+use crate::layout::Layout;
 use crate::transport::{connect, PeerSpec, TransportOptions};
 use futures::channel::oneshot;
 use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
@@ -17,7 +18,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 use triesync_core::driver::{Progress, SyncConfig, SyncError, SyncHandle, Syncer};
-use triesync_core::store::{Kind, Store};
+use triesync_core::store::Store;
 use triesync_core::walk;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -40,6 +41,11 @@ export interface StateSyncOptions {
   peers?: PeerLike[];
   /** IndexedDB database name; a later sync into the same name resumes. */
   database: string;
+  /** Storage layout of the database (see `StorageLayout`). Omitted: an existing database
+   *  keeps the layout it was created with, a new one is `'packed'`. Set and different
+   *  from an existing database's: `run()` rejects with `LAYOUT_MISMATCH`, nothing is
+   *  changed. */
+  layout?: StorageLayout;
   /** Commit a batch to IndexedDB once it holds this many bytes (default 102400). */
   batchBytes?: number;
   /** A request not answered in this time fails and is retried elsewhere (default 10000). */
@@ -60,6 +66,20 @@ export interface StateSyncOptions {
   onProgress?: (progress: Progress) => void;
   /** Aborting it cancels the sync, as `cancel()` does. */
   signal?: AbortSignal;
+}
+
+/** How a database keeps items: `'packed'` (the default: many items per ~64 KiB record,
+ *  an LSM of sorted runs; object stores `pages`, `runs`, `meta`) or `'per-item'` (one
+ *  record per trie node or code; object stores `nodes`, `code`, `meta`, the layout of
+ *  databases created before 'packed' was the default). */
+export type StorageLayout = 'packed' | 'per-item';
+
+/** Options of `StateDb.open(database, options)`. */
+export interface StateDbOptions {
+  /** The layout the database must have. Omitted: an existing database opens with its
+   *  own layout, a new one is created `'packed'`. Set and different from an existing
+   *  database's: rejects with `LAYOUT_MISMATCH`, nothing is changed. */
+  layout?: StorageLayout;
 }
 
 /** One peer's figures. */
@@ -120,7 +140,8 @@ export type SyncReport = Progress;
 /** Codes of the `code` property of every error this library throws or rejects with. */
 export type TriesyncErrorCode =
   | 'INVALID_ARGUMENT' | 'ALREADY_STARTED' | 'CANCELLED' | 'NO_PEERS' | 'UNAVAILABLE'
-  | 'INVALID_STATE' | 'QUOTA_EXCEEDED' | 'LOCKED' | 'STORE' | 'MISSING' | 'CORRUPT';
+  | 'INVALID_STATE' | 'QUOTA_EXCEEDED' | 'LOCKED' | 'STORE' | 'MISSING' | 'CORRUPT'
+  | 'LAYOUT_MISMATCH';
 
 /** An Error with a machine-readable code. A sync error also carries the last progress. */
 export interface TriesyncError extends Error {
@@ -169,13 +190,21 @@ export interface StoreCheckReport {
    *  "code:0x…": a stored node whose subtree is not complete. */
   dangling: string[];
   danglingCount: number;
-  /** True when every stored item is sound and has its whole subtree. */
+  /** Page records read (`'packed'` layout; 0 for `'per-item'`). An item kept in two runs
+   *  (until a compaction merges them) is read, checked and counted in both. */
+  pages: number;
+  /** Record ids of pages a run refers to that are missing or unreadable (the first 100). */
+  damagedPages: number[];
+  damagedPageCount: number;
+  /** True when every stored item is sound and has its whole subtree, and no page is
+   *  damaged. */
   sound: boolean;
 }
 
 /** The progress record of the last commit to a database. */
 export interface SyncMeta {
-  layout: string;
+  /** The database's layout. */
+  layout: StorageLayout;
   root: string;
   complete: boolean;
   nodes: number;
@@ -200,6 +229,8 @@ type Listener = Closure<dyn FnMut(Event)>;
 /// A sync's shared state: the JS object and the running future both hold it.
 struct SyncInner {
     database: String,
+    /// The `layout` option (`None`: the database's own, packed for a new one).
+    layout: Option<Layout>,
     handle: SyncHandle,
     syncer: RefCell<Option<Syncer>>,
     transport: TransportOptions,
@@ -377,16 +408,23 @@ impl SyncInner {
             let acquire = crate::lock::acquire(&self.database, self.lock_wait);
             let _lock = crate::lock::unless(acquire, cancelled)
                 .await
-                .ok_or(SyncError::Cancelled)?
-                .map_err(SyncError::Store)?;
+                .ok_or(Error::Sync(SyncError::Cancelled))?
+                .map_err(|e| Error::Sync(SyncError::Store(e)))?;
             if let Some(e) = estimate_storage().await {
                 *self.storage.borrow_mut() = Some(e);
             }
-            let store = IdbStore::open(&self.database)
+            // Under the lock: the one writer of this database.
+            let store = Db::open(&self.database, self.layout, Role::Writer)
                 .await
-                .map_err(SyncError::Store)?;
+                .map_err(|e| match e {
+                    Error::Store(e) => Error::Sync(SyncError::Store(e)),
+                    other => other,
+                })?;
             let mut on_progress = |p: &Progress| self.progress(p);
-            syncer.run(&store, &BrowserClock, &mut on_progress).await
+            syncer
+                .run(&store, &BrowserClock, &mut on_progress)
+                .await
+                .map_err(Error::Sync)
         }
         .await;
         self.stop_listening();
@@ -400,7 +438,7 @@ impl SyncInner {
                 Ok(self.progress_js(&report))
             }
             Err(e) => {
-                let err = Error::Sync(e).to_js();
+                let err = e.to_js();
                 if let Some(p) = self.last.borrow().as_ref() {
                     let _ =
                         Reflect::set(&err, &JsValue::from_str("progress"), &self.progress_js(p));
@@ -504,9 +542,11 @@ impl StateSync {
             )
         };
         let lock_wait = lock_wait_from(&options)?;
+        let layout = Layout::from_options(&options)?;
         let (syncer, handle) = Syncer::new(root, config);
         let (cancel_wait, cancelled_wait) = oneshot::channel();
         let inner = Rc::new(SyncInner {
+            layout,
             lock_wait,
             cancel_wait: RefCell::new(Some(cancel_wait)),
             cancelled_wait: RefCell::new(Some(cancelled_wait)),
@@ -632,10 +672,13 @@ impl StateSync {
 /// const db = await StateDb.open('mainnet');
 /// const acct = await db.account(root, '0x…');  // { nonce, balance, … } or null
 /// ```
+///
+/// It may be open while a sync writes the same database (in this or another context):
+/// every call sees what was committed before it started.
 #[wasm_bindgen]
 #[derive(Debug)]
 pub struct StateDb {
-    store: Rc<IdbStore>,
+    store: Rc<Db>,
 }
 
 fn promise<F>(f: F) -> Promise
@@ -645,22 +688,53 @@ where
     future_to_promise(async move { f.await.map_err(JsValue::from) })
 }
 
+/// Runs `$body` (an expression awaiting reads of `$db`) on a fresh view of the database:
+/// a packed reader first takes in the runs the writer committed since, and a read that
+/// found a page merged away meanwhile is run again (see `crate::db`).
+macro_rules! fresh {
+    ($db:expr, $body:expr) => {{
+        let mut tries = 0;
+        loop {
+            $db.refresh().await?;
+            let result = $body;
+            tries += 1;
+            if result.is_err() && $db.page_vanished() && tries < 3 {
+                continue;
+            }
+            break result;
+        }
+    }};
+}
+
 #[wasm_bindgen]
 impl StateDb {
-    /// Opens (or creates) the database.
-    pub async fn open(database: String) -> JsResult<StateDb> {
-        let store = IdbStore::open(&database).await.map_err(Error::Store)?;
+    /// Opens (or creates) the database. `options.layout` (`'packed'` | `'per-item'`): the
+    /// layout it must have; omitted, an existing database keeps its own and a new one is
+    /// packed. A mismatch rejects with `LAYOUT_MISMATCH` and changes nothing.
+    pub async fn open(
+        database: String,
+        #[wasm_bindgen(unchecked_optional_param_type = "StateDbOptions")] options: JsValue,
+    ) -> JsResult<StateDb> {
+        let layout = Layout::from_options(&options)?;
+        let store = Db::open(&database, layout, Role::Reader).await?;
         Ok(StateDb {
             store: Rc::new(store),
         })
     }
 
-    /// Deletes a database (its open connections close themselves first).
+    /// Deletes a database, whatever its layout (its open connections close themselves
+    /// first).
     #[wasm_bindgen(js_name = deleteDatabase)]
     pub async fn delete_database(database: String) -> JsResult<()> {
-        IdbStore::delete(&database)
+        Db::delete(&database)
             .await
             .map_err(|e| Error::Store(e).into())
+    }
+
+    /// The database's layout: `'packed'` or `'per-item'`.
+    #[wasm_bindgen(getter, unchecked_return_type = "StorageLayout")]
+    pub fn layout(&self) -> String {
+        self.store.layout().name().to_string()
     }
 
     /// The account at `address` in the state of `root`, or null when the trie proves it
@@ -670,7 +744,7 @@ impl StateDb {
         let store = self.store.clone();
         promise(async move {
             let (root, address) = (parse_h256(&root, "root")?, parse_address(&address)?);
-            let acc = walk::account(&*store, root, &address).await?;
+            let acc = fresh!(store, walk::account(&*store, root, &address).await)?;
             Ok(acc.as_ref().map(account_to_js).unwrap_or(JsValue::NULL))
         })
     }
@@ -683,7 +757,7 @@ impl StateDb {
         promise(async move {
             let root = parse_h256(&root, "root")?;
             let (address, slot) = (parse_address(&address)?, parse_slot(&slot)?);
-            let word = walk::storage(&*store, root, &address, &slot).await?;
+            let word = fresh!(store, walk::storage(&*store, root, &address, &slot).await)?;
             Ok(word.as_ref().map(word_to_js).unwrap_or(JsValue::NULL))
         })
     }
@@ -695,7 +769,7 @@ impl StateDb {
         let store = self.store.clone();
         promise(async move {
             let (root, address) = (parse_h256(&root, "root")?, parse_address(&address)?);
-            let code = walk::code(&*store, root, &address).await?;
+            let code = fresh!(store, walk::code(&*store, root, &address).await)?;
             Ok(code
                 .map(|c| Uint8Array::from(&c[..]).into())
                 .unwrap_or(JsValue::NULL))
@@ -709,19 +783,24 @@ impl StateDb {
         let store = self.store.clone();
         promise(async move {
             let root = parse_h256(&root, "root")?;
-            Ok(to_js(&walk::verify(&*store, root).await?))
+            Ok(to_js(&fresh!(store, walk::verify(&*store, root).await)?))
         })
     }
 
-    /// Reads every record of the database (whatever root it belongs to): each must hash to
-    /// its key, and everything a stored node references (children, an account's storage
-    /// root and code) must be stored too, i.e. every stored node has its whole subtree.
-    /// Unlike `verify(root)`, it also covers complete subtries of a partial sync that the
-    /// root does not reach yet.
+    /// Reads every record of the database (whatever root it belongs to; in a packed
+    /// database every page of every run): each item must hash to its key, and everything a
+    /// stored node references (children, an account's storage root and code) must be
+    /// stored too, i.e. every stored node has its whole subtree. Unlike `verify(root)`, it
+    /// also covers complete subtries of a partial sync that the root does not reach yet.
     #[wasm_bindgen(js_name = checkStore, unchecked_return_type = "Promise<StoreCheckReport>")]
     pub fn check_store(&self) -> Promise {
         let store = self.store.clone();
-        promise(async move { Ok(to_js(&crate::check::check_store(&store).await?)) })
+        promise(async move {
+            Ok(to_js(&fresh!(
+                store,
+                crate::check::check_store(&store).await
+            )?))
+        })
     }
 
     /// The progress record of the last commit, or null for a database never synced into.
@@ -730,19 +809,21 @@ impl StateDb {
         let store = self.store.clone();
         promise(async move {
             Ok(match store.meta().await? {
-                Some(m) => crate::idb_store::meta_to_js(&m),
+                Some(m) => crate::idb_store::meta_to_js(&m, store.layout().name()),
                 None => JsValue::NULL,
             })
         })
     }
 
-    /// Records in the database: `{ nodes, codes }` (across every root synced into it).
+    /// Items in the database: `{ nodes, codes }` (across every root synced into it).
+    /// Per-item: the records of each object store. Packed: from the run descriptors and
+    /// the pages that may hold codes, not from the progress record; an item kept in two
+    /// runs counts twice until a compaction merges them (a sync writes each item once).
     #[wasm_bindgen(unchecked_return_type = "Promise<{ nodes: number; codes: number }>")]
     pub fn counts(&self) -> Promise {
         let store = self.store.clone();
         promise(async move {
-            let nodes = store.count(Kind::Node).await?;
-            let codes = store.count(Kind::Code).await?;
+            let (nodes, codes) = store.counts().await?;
             Ok(to_js(
                 &serde_json::json!({ "nodes": nodes, "codes": codes }),
             ))

@@ -9,12 +9,21 @@
 //!
 //! Together, by induction over the trie, that is "every stored node has its whole subtree":
 //! the invariant a sync keeps by writing a node only after its subtree, and that a crash
+//!
+//! Per-item databases are read record by record (in key order, [`SCAN_CHUNK`] at a time);
+//! packed ones run by run, every page of every run ([`SCAN_PAGES`] at a time), so an item
+//! kept in two runs (until they merge) is checked in both. A page a run refers to that is
+//! missing or does not parse is reported as damaged.
 //! must not break.
 
+use crate::db::{read_pages, read_runs, Db, PackedDb, SCAN_PAGES};
+use crate::idb_records::IdbRecords;
 use crate::idb_store::IdbStore;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use triesync_core::nodes::{decode_node, ChildRef, Node};
+use triesync_core::packed::codec::{item_key, raw_key, RawKey};
+use triesync_core::packed::run::RunDesc;
 use triesync_core::state::Account;
 use triesync_core::store::{ItemKey, Kind, Store, StoreError};
 use triesync_core::{keccak256, EMPTY_CODE_HASH, EMPTY_ROOT, H256};
@@ -47,7 +56,14 @@ pub struct StoreCheck {
     pub dangling: Vec<ItemKey>,
     /// How many references dangle.
     pub dangling_count: u64,
-    /// True when nothing is corrupt and nothing dangles.
+    /// Page records read (packed layout; 0 for per-item).
+    pub pages: u64,
+    /// Record ids of pages a run refers to that are missing or do not parse (the first
+    /// 100; packed layout).
+    pub damaged_pages: Vec<u64>,
+    /// How many pages are damaged.
+    pub damaged_page_count: u64,
+    /// True when nothing is corrupt, nothing dangles and no page is damaged.
     pub sound: bool,
 }
 
@@ -89,9 +105,95 @@ fn note(list: &mut Vec<ItemKey>, count: &mut u64, key: ItemKey) {
     }
 }
 
-/// Scans every record of `store` (see the module docs).
-pub async fn check_store(store: &IdbStore) -> Result<StoreCheck, StoreError> {
-    let mut report = StoreCheck::default();
+/// The checks of one item at a time; references are collected and looked up per chunk.
+#[derive(Default)]
+struct Checker {
+    report: StoreCheck,
+    refs: Vec<ItemKey>,
+}
+
+impl Checker {
+    fn item(&mut self, key: ItemKey, data: &[u8]) {
+        let report = &mut self.report;
+        if keccak256(data) != key.hash {
+            note(&mut report.corrupt, &mut report.corrupt_count, key);
+            return;
+        }
+        match key.kind {
+            Kind::Code => {
+                report.codes += 1;
+                report.code_bytes += data.len() as u64;
+            }
+            Kind::Node => match references(data, &mut self.refs) {
+                Ok(accounts) => {
+                    report.nodes += 1;
+                    report.node_bytes += data.len() as u64;
+                    report.accounts += accounts;
+                }
+                Err(()) => note(&mut report.corrupt, &mut report.corrupt_count, key),
+            },
+        }
+    }
+
+    /// Looks up the references collected since the last call. `Ok(false)`: the runs
+    /// changed meanwhile (packed), the scan must start over.
+    async fn flush(&mut self, lookup: Lookup<'_>) -> Result<bool, StoreError> {
+        // Shared subtries and codes are referenced many times: look each up once.
+        let refs: Vec<ItemKey> = std::mem::take(&mut self.refs)
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for chunk in refs.chunks(4096) {
+            let present = match lookup {
+                Lookup::Store(store) => store.contains(chunk).await?,
+                Lookup::Runs(records, runs) => match present_in_runs(records, runs, chunk).await? {
+                    Some(present) => present,
+                    None => return Ok(false),
+                },
+            };
+            for (key, here) in chunk.iter().zip(present) {
+                if !here {
+                    note(
+                        &mut self.report.dangling,
+                        &mut self.report.dangling_count,
+                        *key,
+                    );
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn finish(mut self) -> StoreCheck {
+        let r = &mut self.report;
+        r.sound = r.corrupt_count == 0 && r.dangling_count == 0 && r.damaged_page_count == 0;
+        self.report
+    }
+}
+
+/// Scans every record of `db` (see the module docs).
+pub async fn check_store(db: &Db) -> Result<StoreCheck, StoreError> {
+    match db {
+        Db::PerItem(store) => check_per_item(store).await,
+        Db::Packed(packed) => {
+            // A compaction in another connection may replace runs while they are read:
+            // start over with the new runs.
+            for _ in 0..3 {
+                if let Some(report) = check_packed(packed).await? {
+                    return Ok(report);
+                }
+            }
+            Err(StoreError::Backend(
+                "checkStore: the runs kept changing while read".into(),
+            ))
+        }
+    }
+}
+
+/// Every record of a per-item database, in key order.
+async fn check_per_item(store: &IdbStore) -> Result<StoreCheck, StoreError> {
+    let mut checker = Checker::default();
     for kind in [Kind::Code, Kind::Node] {
         let mut after: Option<H256> = None;
         loop {
@@ -100,47 +202,126 @@ pub async fn check_store(store: &IdbStore) -> Result<StoreCheck, StoreError> {
                 break;
             };
             after = Some(*last);
-            let mut refs = Vec::new();
             for (hash, data) in &records {
-                let key = ItemKey { kind, hash: *hash };
-                if keccak256(data) != *hash {
-                    note(&mut report.corrupt, &mut report.corrupt_count, key);
-                    continue;
-                }
-                match kind {
-                    Kind::Code => {
-                        report.codes += 1;
-                        report.code_bytes += data.len() as u64;
-                    }
-                    Kind::Node => match references(data, &mut refs) {
-                        Ok(accounts) => {
-                            report.nodes += 1;
-                            report.node_bytes += data.len() as u64;
-                            report.accounts += accounts;
-                        }
-                        Err(()) => note(&mut report.corrupt, &mut report.corrupt_count, key),
-                    },
-                }
+                checker.item(ItemKey { kind, hash: *hash }, data);
             }
-            // Shared subtries and codes are referenced many times: look each up once.
-            let refs: Vec<ItemKey> = refs
-                .into_iter()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            for chunk in refs.chunks(4096) {
-                let present = store.contains(chunk).await?;
-                for (key, here) in chunk.iter().zip(present) {
-                    if !here {
-                        note(&mut report.dangling, &mut report.dangling_count, *key);
-                    }
-                }
-            }
+            checker.flush(Lookup::Store(store)).await?;
             if records.len() < SCAN_CHUNK as usize {
                 break;
             }
         }
     }
-    report.sound = report.corrupt_count == 0 && report.dangling_count == 0;
-    Ok(report)
+    Ok(checker.finish())
+}
+
+/// Every page of every run of a packed database; `None` when a run was replaced
+/// meanwhile.
+async fn check_packed(packed: &PackedDb) -> Result<Option<StoreCheck>, StoreError> {
+    let records = packed.records();
+    let mut checker = Checker::default();
+    let runs = read_runs(records).await?;
+    for run in &runs {
+        let ids: Vec<u64> = run.pages.iter().map(|p| p.id).collect();
+        for chunk in ids.chunks(SCAN_PAGES) {
+            for (id, page) in chunk.iter().zip(read_pages(records, chunk).await?) {
+                let page = match page {
+                    Some(Ok(page)) => page,
+                    Some(Err(_)) => {
+                        damaged(&mut checker.report, *id);
+                        continue;
+                    }
+                    None => {
+                        // Gone: merged away by a compaction since the runs were read, or
+                        // lost.
+                        let now = db_run_ids(records).await?;
+                        if !now.contains(&run.id) {
+                            return Ok(None);
+                        }
+                        damaged(&mut checker.report, *id);
+                        continue;
+                    }
+                };
+                checker.report.pages += 1;
+                for i in 0..page.len() {
+                    let Some(key) = item_key(page.key(i)) else {
+                        damaged(&mut checker.report, *id);
+                        break;
+                    };
+                    checker.item(key, page.data(i));
+                }
+            }
+            if !checker.flush(Lookup::Runs(records, &runs)).await? {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(checker.finish()))
+}
+
+/// Where references are looked up.
+#[derive(Clone, Copy)]
+enum Lookup<'a> {
+    /// A per-item store.
+    Store(&'a IdbStore),
+    /// The runs a packed scan read at its start (not the reader's store: a damaged page
+    /// must not fail the lookups, and the scan and its lookups see the same runs).
+    Runs(&'a IdbRecords, &'a [RunDesc]),
+}
+
+/// Which of `keys` a run holds (newest run first, as a lookup): Bloom filter, page index,
+/// page. A damaged page holds nothing. `None` when a page was gone and the runs changed
+/// meanwhile (a compaction in another connection).
+async fn present_in_runs(
+    records: &IdbRecords,
+    runs: &[RunDesc],
+    keys: &[ItemKey],
+) -> Result<Option<Vec<bool>>, StoreError> {
+    let raw: Vec<RawKey> = keys.iter().map(raw_key).collect();
+    let mut found = vec![false; keys.len()];
+    let mut gone = false;
+    for run in runs.iter().rev() {
+        let mut wants: Vec<(u64, usize)> = (0..keys.len())
+            .filter(|&i| !found[i])
+            .filter_map(|i| run.page_for(&raw[i]).map(|page| (page, i)))
+            .collect();
+        wants.sort_unstable();
+        let mut ids: Vec<u64> = wants.iter().map(|w| w.0).collect();
+        ids.dedup();
+        let mut w = 0;
+        for chunk in ids.chunks(SCAN_PAGES) {
+            for (id, page) in chunk.iter().zip(read_pages(records, chunk).await?) {
+                gone |= page.is_none();
+                while w < wants.len() && wants[w].0 == *id {
+                    let i = wants[w].1;
+                    if let Some(Ok(page)) = &page {
+                        found[i] |= page.find(&raw[i]).is_some();
+                    }
+                    w += 1;
+                }
+            }
+        }
+    }
+    if gone {
+        let ids: Vec<u64> = runs.iter().map(|r| r.id).collect();
+        let mut now = db_run_ids(records).await?;
+        now.sort_unstable();
+        let mut then = ids;
+        then.sort_unstable();
+        if now != then {
+            return Ok(None);
+        }
+    }
+    Ok(Some(found))
+}
+
+async fn db_run_ids(records: &IdbRecords) -> Result<Vec<u64>, StoreError> {
+    use triesync_core::packed::{RecordBackend, Table};
+    records.keys(Table::Runs).await
+}
+
+fn damaged(report: &mut StoreCheck, page: u64) {
+    report.damaged_page_count += 1;
+    if report.damaged_pages.len() < REPORT_LIMIT {
+        report.damaged_pages.push(page);
+    }
 }

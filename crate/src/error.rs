@@ -26,6 +26,20 @@ pub enum Error {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A `layout` option names another layout than the existing database has (nothing
+    /// was changed: a database is never converted or wiped implicitly).
+    #[error(
+        "database {database:?} has the {existing} layout, not {wanted}: open it without \
+         `layout` to keep its layout, or delete it to start over with {wanted}"
+    )]
+    LayoutMismatch {
+        /// The database name.
+        database: String,
+        /// Its layout.
+        existing: &'static str,
+        /// The layout asked for.
+        wanted: &'static str,
+    },
     /// A peer request failed (only surfaced by direct transport use).
     #[error(transparent)]
     Peer(#[from] PeerError),
@@ -45,6 +59,7 @@ impl Error {
             Error::Sync(e) => e.code(),
             Error::Walk(e) => e.code(),
             Error::Store(e) => store_code(e),
+            Error::LayoutMismatch { .. } => "LAYOUT_MISMATCH",
             Error::Peer(e) => match e {
                 PeerError::Timeout => "PEER_TIMEOUT",
                 PeerError::Status(_) => "PEER_STATUS",

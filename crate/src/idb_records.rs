@@ -17,7 +17,7 @@
 //! Nothing else is awaited while a transaction is open, and nothing here touches `window`
 //! (the global scope's `indexedDB` is used), so it runs on a page and in a worker.
 
-use crate::idb_store::transaction_done;
+use crate::idb_store::{test_hook, transaction_done};
 use idb::{DatabaseEvent, Factory, ObjectStoreParams};
 use js_sys::{Array, Uint8Array};
 use std::cell::{Cell, RefCell};
@@ -100,6 +100,8 @@ pub struct IdbRecords {
     /// its requests.
     abort_commit: Cell<Option<u32>>,
     stats: RefCell<BackendStats>,
+    /// The batch (items, bytes) whose commit is next: the write test hooks' argument.
+    write_hook: Cell<Option<(usize, usize)>>,
 }
 
 impl IdbRecords {
@@ -119,13 +121,8 @@ impl IdbRecords {
             .open(name, Some(RECORDS_SCHEMA_VERSION))
             .map_err(|e| idb_error("open", e))?;
         request.on_upgrade_needed(|event| {
-            let Ok(db) = event.database() else { return };
-            let existing = db.store_names();
-            for table in TABLES {
-                if !existing.iter().any(|n| n == table.name()) {
-                    // Failing here aborts the upgrade, which fails the open request.
-                    let _ = db.create_object_store(table.name(), ObjectStoreParams::new());
-                }
+            if let Ok(db) = event.database() {
+                Self::create_schema(&db);
             }
         });
         let db = request.await.map_err(|e| idb_error("open", e))?;
@@ -143,16 +140,41 @@ impl IdbRecords {
                 missing.join(", ")
             )));
         }
+        Ok(Self::from_database(db, name))
+    }
+
+    /// Creates the object stores this layout needs that `db` lacks (in an upgrade).
+    pub(crate) fn create_schema(db: &idb::Database) {
+        let existing = db.store_names();
+        for table in TABLES {
+            if !existing.iter().any(|n| n == table.name()) {
+                // Failing here aborts the upgrade, which fails the open request.
+                let _ = db.create_object_store(table.name(), ObjectStoreParams::new());
+            }
+        }
+    }
+
+    /// Wraps an open connection whose schema is this layout's (see `crate::layout`).
+    pub(crate) fn from_database(db: IdbDatabase, name: &str) -> IdbRecords {
         let closing = db.clone();
         let on_version_change = Closure::<dyn FnMut(Event)>::new(move |_: Event| closing.close());
         db.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
-        Ok(IdbRecords {
+        IdbRecords {
             db,
             name: name.to_string(),
             _on_version_change: on_version_change,
             abort_commit: Cell::new(None),
             stats: RefCell::new(BackendStats::default()),
-        })
+            write_hook: Cell::new(None),
+        }
+    }
+
+    /// Makes the next commit call the write test hooks (`writeIssued` once its requests
+    /// are issued, `writeDone` once it committed) with a batch's `items` and `bytes`:
+    /// the packed store writes a batch as one commit, so the hooks mean what they mean
+    /// for the per-item layout. `None` clears it.
+    pub(crate) fn hook_next_commit(&self, batch: Option<(usize, usize)>) {
+        self.write_hook.set(batch);
     }
 
     /// Deletes database `name` (open connections of this crate close themselves first).
@@ -287,6 +309,7 @@ impl RecordBackend for IdbRecords {
     }
 
     async fn commit(&self, puts: Vec<Put>, deletes: Vec<(Table, u64)>) -> Result<(), StoreError> {
+        let hook = self.write_hook.take();
         if puts.is_empty() && deletes.is_empty() {
             return Ok(());
         }
@@ -330,7 +353,13 @@ impl RecordBackend for IdbRecords {
         }
         // Everything is issued and the transaction is still open: it commits once control
         // returns to the event loop.
+        if let Some((items, bytes)) = hook {
+            test_hook("writeIssued", items, bytes);
+        }
         transaction_done(tx).await?;
+        if let Some((items, bytes)) = hook {
+            test_hook("writeDone", items, bytes);
+        }
         let mut stats = self.stats.borrow_mut();
         stats.commits += 1;
         stats.puts += puts.len() as u64;

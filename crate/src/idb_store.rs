@@ -42,8 +42,6 @@ pub const META: &str = "meta";
 pub const META_KEY: &str = "sync";
 /// Key of the saved frontier in [`META`]: an array of node blobs.
 pub const FRONTIER_KEY: &str = "frontier";
-/// Value of the record layout field in the meta record: one record per item.
-pub const LAYOUT: &str = "item-per-record/1";
 
 fn backend(context: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("{context}: {e}"))
@@ -177,26 +175,37 @@ impl IdbStore {
             .open(name, Some(SCHEMA_VERSION))
             .map_err(|e| idb_error("open", e))?;
         request.on_upgrade_needed(|event| {
-            let Ok(db) = event.database() else { return };
-            let existing = db.store_names();
-            for store in [NODES, CODE, META] {
-                if !existing.iter().any(|n| n == store) {
-                    // Failing here aborts the upgrade, which fails the open request.
-                    let _ = db.create_object_store(store, ObjectStoreParams::new());
-                }
+            if let Ok(db) = event.database() {
+                Self::create_schema(&db);
             }
         });
         let db: IdbDatabase = request.await.map_err(|e| idb_error("open", e))?.into();
+        Ok(Self::from_database(db, name))
+    }
+
+    /// Creates the object stores this layout needs that `db` lacks (in an upgrade).
+    pub(crate) fn create_schema(db: &idb::Database) {
+        let existing = db.store_names();
+        for store in [NODES, CODE, META] {
+            if !existing.iter().any(|n| n == store) {
+                // Failing here aborts the upgrade, which fails the open request.
+                let _ = db.create_object_store(store, ObjectStoreParams::new());
+            }
+        }
+    }
+
+    /// Wraps an open connection whose schema is this layout's (see `crate::layout`).
+    pub(crate) fn from_database(db: IdbDatabase, name: &str) -> IdbStore {
         let closing = db.clone();
         let on_version_change = Closure::<dyn FnMut(Event)>::new(move |_: Event| closing.close());
         db.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
-        Ok(IdbStore {
+        IdbStore {
             db,
             name: name.to_string(),
             _on_version_change: on_version_change,
             abort_next_write: Cell::new(false),
             cache: RefCell::new(ReadCache::default()),
-        })
+        }
     }
 
     /// Deletes database `name` (open connections of this crate close themselves first).
@@ -347,7 +356,7 @@ impl IdbStore {
 /// Calls `globalThis.__triesyncTestHooks[name](info)` when a test defined it: tests that
 /// must act at a precise moment of a write (kill the browser while a transaction is open)
 /// use it. Costs one property read per batch otherwise.
-fn test_hook(name: &str, items: usize, bytes: usize) {
+pub(crate) fn test_hook(name: &str, items: usize, bytes: usize) {
     let hooks = Reflect::get(&js_sys::global(), &JsValue::from_str("__triesyncTestHooks"))
         .unwrap_or(JsValue::UNDEFINED);
     if !hooks.is_object() {
@@ -371,13 +380,14 @@ impl Drop for IdbStore {
     }
 }
 
-/// The progress record as the plain object kept in the `meta` store.
-pub fn meta_to_js(meta: &SyncMeta) -> JsValue {
+/// The progress record as a plain object (as kept in this layout's `meta` store), with
+/// the name of the database's layout (`StateDb.meta()` shows it).
+pub fn meta_to_js(meta: &SyncMeta, layout: &str) -> JsValue {
     let obj = Object::new();
     let set = |k: &str, v: JsValue| {
         let _ = Reflect::set(&obj, &JsValue::from_str(k), &v);
     };
-    set("layout", JsValue::from_str(LAYOUT));
+    set("layout", JsValue::from_str(layout));
     set("root", JsValue::from_str(&meta.root.to_hex()));
     set("complete", JsValue::from_bool(meta.complete));
     set("nodes", JsValue::from_f64(meta.nodes as f64));
@@ -457,7 +467,10 @@ impl Store for IdbStore {
             }
             let meta_store = Self::object_store(&tx, META)?;
             meta_store
-                .put_with_key(&meta_to_js(meta), &JsValue::from_str(META_KEY))
+                .put_with_key(
+                    &meta_to_js(meta, crate::layout::Layout::PerItem.name()),
+                    &JsValue::from_str(META_KEY),
+                )
                 .map_err(|e| js_error_to_store("put meta", &e))?;
             if let Some(frontier) = &batch.frontier {
                 let blobs: js_sys::Array = frontier

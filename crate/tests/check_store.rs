@@ -1,6 +1,8 @@
 //! `StateDb.checkStore()` / `check::check_store` against real IndexedDB: a whole state is
 //! sound; a record that does not hash to its key is corrupt; a stored node whose child,
 //! storage trie or code is absent dangles, wherever it sits (not only under a root).
+//! Each test runs on both layouts; in the packed one a page that is missing or does not
+//! parse is damaged.
 #![cfg(target_arch = "wasm32")]
 
 mod common;
@@ -8,8 +10,11 @@ mod common;
 use common::{field, num, wait};
 use triesync::api::StateDb;
 use triesync::check::check_store;
-use triesync::idb_store::IdbStore;
+use triesync::db::{read_runs, Db, Role};
+use triesync::idb_records::IdbRecords;
+use triesync::layout::Layout;
 use triesync_core::keccak256;
+use triesync_core::packed::{PackedConfig, PackedStore, RecordBackend, Table};
 use triesync_core::state::{build_state, BuiltState, GenesisAccount};
 use triesync_core::store::{Batch, ItemKey, Store, SyncMeta};
 use triesync_core::H256;
@@ -45,22 +50,37 @@ fn state() -> BuiltState {
     }))
 }
 
-/// Writes the state's items except `skip`.
-async fn store_with(name: &str, st: &BuiltState, skip: &[ItemKey]) -> IdbStore {
-    IdbStore::delete(name).await.unwrap();
-    let store = IdbStore::open(name).await.unwrap();
-    let mut batch = Batch::default();
+/// Both layouts: every test runs on each.
+const LAYOUTS: [Layout; 2] = [Layout::Packed, Layout::PerItem];
+
+/// A fresh database of `layout` holding the state's items except `skip`, written in
+/// `batches` batches (in the packed layout: that many runs before compaction).
+async fn store_with(
+    name: &str,
+    layout: Layout,
+    st: &BuiltState,
+    skip: &[ItemKey],
+    batches: usize,
+) -> Db {
+    Db::delete(name).await.unwrap();
+    let store = Db::open(name, Some(layout), Role::Writer).await.unwrap();
+    assert_eq!(store.layout(), layout);
+    let mut items: Vec<(ItemKey, Vec<u8>)> = Vec::new();
     for (h, n) in &st.nodes {
-        if !skip.contains(&ItemKey::node(*h)) {
-            batch.push(ItemKey::node(*h), n.clone());
-        }
+        items.push((ItemKey::node(*h), n.clone()));
     }
     for (h, c) in &st.codes {
-        if !skip.contains(&ItemKey::code(*h)) {
-            batch.push(ItemKey::code(*h), c.clone());
-        }
+        items.push((ItemKey::code(*h), c.clone()));
     }
-    store.write(&batch, &SyncMeta::default()).await.unwrap();
+    items.retain(|(k, _)| !skip.contains(k));
+    let per = items.len().div_ceil(batches);
+    for chunk in items.chunks(per) {
+        let mut batch = Batch::default();
+        for (k, v) in chunk {
+            batch.push(*k, v.clone());
+        }
+        store.write(&batch, &SyncMeta::default()).await.unwrap();
+    }
     store
 }
 
@@ -85,23 +105,40 @@ fn a_storage_root(st: &BuiltState) -> H256 {
 #[wasm_bindgen_test]
 async fn a_whole_state_is_sound() {
     let st = state();
-    let name = "ts-check-whole";
-    let store = store_with(name, &st, &[]).await;
-    let r = check_store(&store).await.unwrap();
-    assert!(r.sound, "{r:?}");
-    assert_eq!(r.nodes as usize, st.nodes.len());
-    assert_eq!(r.codes as usize, st.codes.len());
-    assert_eq!(r.accounts, 300);
-    assert_eq!(r.node_bytes as usize, st.node_bytes());
-    drop(store);
-    // The same through the JS API.
-    let db = StateDb::open(name.into()).await.unwrap();
-    let js = wait(db.check_store()).await.unwrap();
-    assert_eq!(field(&js, "sound"), JsValue::TRUE);
-    assert_eq!(num(&js, "nodes") as usize, st.nodes.len());
-    assert_eq!(num(&js, "danglingCount"), 0.0);
-    db.close();
-    IdbStore::delete(name).await.unwrap();
+    for layout in LAYOUTS {
+        let name = "ts-check-whole";
+        let store = store_with(name, layout, &st, &[], 3).await;
+        let r = check_store(&store).await.unwrap();
+        assert!(r.sound, "{layout:?}: {r:?}");
+        assert_eq!(r.nodes as usize, st.nodes.len());
+        assert_eq!(r.codes as usize, st.codes.len());
+        assert_eq!(r.accounts, 300);
+        assert_eq!(r.node_bytes as usize, st.node_bytes());
+        assert_eq!(r.damaged_page_count, 0);
+        assert_eq!(
+            r.pages > 0,
+            layout == Layout::Packed,
+            "{layout:?}: pages read"
+        );
+        assert_eq!(
+            store.counts().await.unwrap(),
+            (st.nodes.len() as u64, st.codes.len() as u64),
+            "{layout:?}: counts"
+        );
+        drop(store);
+        // The same through the JS API, which finds the layout by itself.
+        let db = StateDb::open(name.into(), JsValue::UNDEFINED)
+            .await
+            .unwrap();
+        assert_eq!(db.layout(), layout.name());
+        let js = wait(db.check_store()).await.unwrap();
+        assert_eq!(field(&js, "sound"), JsValue::TRUE);
+        assert_eq!(num(&js, "nodes") as usize, st.nodes.len());
+        assert_eq!(num(&js, "danglingCount"), 0.0);
+        assert_eq!(num(&js, "damagedPageCount"), 0.0);
+        db.close();
+        Db::delete(name).await.unwrap();
+    }
 }
 
 #[wasm_bindgen_test]
@@ -126,41 +163,123 @@ async fn missing_children_storage_and_code_dangle() {
         ItemKey::code(code),
         ItemKey::node(child),
     ];
-    let name = "ts-check-dangling";
-    let store = store_with(name, &st, &skip).await;
-    let r = check_store(&store).await.unwrap();
-    assert!(!r.sound);
-    assert_eq!(r.corrupt_count, 0);
-    for k in skip {
-        assert!(r.dangling.contains(&k), "{k} dangles: {:?}", r.dangling);
+    for layout in LAYOUTS {
+        let name = "ts-check-dangling";
+        let store = store_with(name, layout, &st, &skip, 2).await;
+        let r = check_store(&store).await.unwrap();
+        assert!(!r.sound, "{layout:?}");
+        assert_eq!(r.corrupt_count, 0, "{layout:?}");
+        // (A code shared by several accounts may be counted once per scan chunk.)
+        assert!(r.dangling_count >= 3, "{layout:?}: {:?}", r.dangling);
+        for k in skip {
+            assert!(
+                r.dangling.contains(&k),
+                "{layout:?}: {k} dangles: {:?}",
+                r.dangling
+            );
+        }
+        drop(store);
+        Db::delete(name).await.unwrap();
     }
-    drop(store);
-    IdbStore::delete(name).await.unwrap();
 }
 
 #[wasm_bindgen_test]
 async fn bytes_that_do_not_hash_to_their_key_are_corrupt() {
     let st = state();
-    let name = "ts-check-corrupt";
-    let store = store_with(name, &st, &[]).await;
     let victim = *st.nodes.keys().filter(|h| **h != st.root).min().unwrap();
     let mut bad = st.nodes[&victim].clone();
     bad[3] ^= 0x40;
     let garbage_key = ItemKey::code(keccak256(b"not this"));
-    let batch = Batch {
-        items: vec![
-            (ItemKey::node(victim), bad),
-            (garbage_key, b"something else".to_vec()),
-        ],
-        bytes: 0,
-        frontier: None,
+    for layout in LAYOUTS {
+        let name = "ts-check-corrupt";
+        let store = store_with(name, layout, &st, &[], 1).await;
+        // In the packed layout a later run, which lookups prefer over the sound one.
+        let batch = Batch {
+            items: vec![
+                (ItemKey::node(victim), bad.clone()),
+                (garbage_key, b"something else".to_vec()),
+            ],
+            bytes: 0,
+            frontier: None,
+        };
+        store.write(&batch, &SyncMeta::default()).await.unwrap();
+        let r = check_store(&store).await.unwrap();
+        assert!(!r.sound, "{layout:?}");
+        assert_eq!(r.corrupt_count, 2, "{layout:?}: {:?}", r.corrupt);
+        assert!(r.corrupt.contains(&ItemKey::node(victim)));
+        assert!(r.corrupt.contains(&garbage_key));
+        drop(store);
+        Db::delete(name).await.unwrap();
+    }
+}
+
+/// Packed: a page a run refers to that is gone, and one that does not parse, are damaged;
+/// the rest is still checked, and what the lost page held dangles.
+#[wasm_bindgen_test]
+async fn packed_pages_missing_or_unreadable_are_damaged() {
+    let st = state();
+    let name = "ts-check-pages";
+    // Small pages, no compaction: several runs of several pages.
+    Db::delete(name).await.unwrap();
+    let config = PackedConfig {
+        page_bytes: 4096,
+        auto_compact: false,
+        ..PackedConfig::default()
     };
-    store.write(&batch, &SyncMeta::default()).await.unwrap();
+    let writer = PackedStore::open(IdbRecords::open(name).await.unwrap(), config)
+        .await
+        .unwrap();
+    let mut items: Vec<(ItemKey, Vec<u8>)> = st
+        .nodes
+        .iter()
+        .map(|(h, n)| (ItemKey::node(*h), n.clone()))
+        .collect();
+    items.extend(st.codes.iter().map(|(h, c)| (ItemKey::code(*h), c.clone())));
+    for chunk in items.chunks(items.len().div_ceil(3)) {
+        let mut batch = Batch::default();
+        for (k, v) in chunk {
+            batch.push(*k, v.clone());
+        }
+        writer.write(&batch, &SyncMeta::default()).await.unwrap();
+    }
+    drop(writer);
+    let store = Db::open(name, None, Role::Reader).await.unwrap();
+    let Db::Packed(packed) = &store else {
+        panic!("packed")
+    };
+    let runs = read_runs(packed.records()).await.unwrap();
+    let pages: Vec<u64> = runs
+        .iter()
+        .flat_map(|r| r.pages.iter().map(|p| p.id))
+        .collect();
+    assert_eq!(runs.len(), 3);
+    assert!(pages.len() >= 6, "{} pages", pages.len());
+    let before = check_store(&store).await.unwrap();
+    assert!(before.sound, "{before:?}");
+    assert_eq!(before.pages as usize, pages.len());
+    let (lost, garbled) = (pages[0], pages[pages.len() - 1]);
+    packed
+        .records()
+        .commit(
+            vec![(Table::Pages, garbled, vec![1, 2, 3, 4, 5])],
+            vec![(Table::Pages, lost)],
+        )
+        .await
+        .unwrap();
     let r = check_store(&store).await.unwrap();
     assert!(!r.sound);
-    assert_eq!(r.corrupt_count, 2, "{:?}", r.corrupt);
-    assert!(r.corrupt.contains(&ItemKey::node(victim)));
-    assert!(r.corrupt.contains(&garbage_key));
+    assert_eq!(r.damaged_page_count, 2, "{r:?}");
+    assert!(r.damaged_pages.contains(&lost) && r.damaged_pages.contains(&garbled));
+    assert_eq!(r.pages as usize, pages.len() - 2);
+    assert!(r.nodes > 0 && (r.nodes as usize) < st.nodes.len());
+    assert_eq!(r.corrupt_count, 0);
     drop(store);
-    IdbStore::delete(name).await.unwrap();
+    let db = StateDb::open(name.into(), JsValue::UNDEFINED)
+        .await
+        .unwrap();
+    let js = wait(db.check_store()).await.unwrap();
+    assert_eq!(field(&js, "sound"), JsValue::FALSE);
+    assert_eq!(num(&js, "damagedPageCount"), 2.0);
+    db.close();
+    Db::delete(name).await.unwrap();
 }

@@ -219,7 +219,9 @@ async fn syncs_complete_next_to_flooding_peers() {
                 );
             }
         }
-        let db = StateDb::open(name.clone()).await.unwrap();
+        let db = StateDb::open(name.clone(), JsValue::UNDEFINED)
+            .await
+            .unwrap();
         assert_verified(&db, &fx).await;
         db.close();
         delete_db(&name).await;

@@ -59,9 +59,13 @@ async fn sync_fresh(fx: &Fixture, db_name: &str, peers: Vec<JsValue>) -> (StateD
         num(&t, "checkMs"),
         num(&t, "waitMs"),
     ));
-    let db = StateDb::open(db_name.into()).await.unwrap();
+    let db = StateDb::open(db_name.into(), JsValue::UNDEFINED)
+        .await
+        .unwrap();
+    assert_eq!(db.layout(), "packed", "a new database is packed");
     assert_verified(&db, fx).await;
     let meta = wait(db.meta()).await.unwrap();
+    assert_eq!(field(&meta, "layout").as_string().unwrap(), "packed");
     assert_eq!(field(&meta, "complete"), JsValue::TRUE);
     assert_eq!(field(&meta, "root").as_string().unwrap(), fx.root);
     let counts = wait(db.counts()).await.unwrap();
@@ -191,7 +195,9 @@ async fn reload_fetches_only_what_is_missing() {
     assert_eq!(code(&err), "CANCELLED");
     let last = field(&err, "progress");
     assert_eq!(field(&last, "complete"), JsValue::FALSE);
-    let db = StateDb::open(name.into()).await.unwrap();
+    let db = StateDb::open(name.into(), JsValue::UNDEFINED)
+        .await
+        .unwrap();
     let meta = wait(db.meta()).await.unwrap();
     let committed = (num(&meta, "nodes") + num(&meta, "codes")) as u64;
     assert_eq!(field(&meta, "complete"), JsValue::FALSE);
@@ -272,7 +278,9 @@ async fn hostile_peers_next_to_a_good_one() {
         num(&report, "rejected")
     ));
     assert!(bad > 0.0, "the faults were exercised");
-    let db = StateDb::open(name.into()).await.unwrap();
+    let db = StateDb::open(name.into(), JsValue::UNDEFINED)
+        .await
+        .unwrap();
     assert_verified(&db, &fx).await;
     db.close();
     delete_db(name).await;
@@ -302,7 +310,9 @@ async fn only_useless_peers_fail_typed_and_bounded() {
     assert!(code == "NO_PEERS" || code == "UNAVAILABLE", "code {code}");
     assert!(err.is_instance_of::<js_sys::Error>());
     assert!(seconds < 60.0, "gave up in {seconds}s");
-    let db = StateDb::open(name.into()).await.unwrap();
+    let db = StateDb::open(name.into(), JsValue::UNDEFINED)
+        .await
+        .unwrap();
     let report = wait(db.verify(fx.root.clone())).await.unwrap();
     assert_eq!(field(&report, "complete"), JsValue::FALSE);
     assert_eq!(
@@ -367,7 +377,9 @@ async fn abort_signal_cancels_then_resume() {
         ((num(&report, "nodes") + num(&report, "codes")) as u64) < fx.items(),
         "resumed, not restarted"
     );
-    let db = StateDb::open(name.into()).await.unwrap();
+    let db = StateDb::open(name.into(), JsValue::UNDEFINED)
+        .await
+        .unwrap();
     assert_verified(&db, &fx).await;
     db.close();
     delete_db(name).await;
@@ -430,7 +442,9 @@ async fn add_peer_set_root_remove_peer() {
         field(&kept, "dropped").is_null(),
         "only the jsonrpc peer of that URL was removed"
     );
-    let db = StateDb::open(name.into()).await.unwrap();
+    let db = StateDb::open(name.into(), JsValue::UNDEFINED)
+        .await
+        .unwrap();
     assert_verified(&db, &bt).await;
     assert_accounts(&db, &bt).await;
     let meta = wait(db.meta()).await.unwrap();
@@ -511,7 +525,9 @@ async fn argument_and_state_errors_are_typed() {
     assert_eq!(code(&second), "ALREADY_STARTED");
     assert_eq!(code(&wait(first).await.unwrap_err()), "NO_PEERS");
 
-    let db = StateDb::open(name.into()).await.unwrap();
+    let db = StateDb::open(name.into(), JsValue::UNDEFINED)
+        .await
+        .unwrap();
     let addr = "0x0000000000000000000000000000000000000001".to_string();
     assert_eq!(
         code(
@@ -664,8 +680,8 @@ async fn lock_timeout_waits_for_the_writer() {
 #[wasm_bindgen_test]
 async fn quota_exceeded_stops_the_sync_typed() {
     use js_sys::Reflect;
+    use triesync::db::{Db, Role};
     use triesync::error::Error;
-    use triesync::idb_store::IdbStore;
     use triesync::transport::{connect, PeerSpec, TransportOptions};
     use triesync_core::driver::{SyncConfig, SyncError, Syncer};
     use triesync_core::store::StoreError;
@@ -688,9 +704,16 @@ async fn quota_exceeded_stops_the_sync_typed() {
     let factory: web_sys::IdbFactory = Reflect::get(&bucket, &"indexedDB".into())
         .unwrap()
         .unchecked_into();
-    let store = IdbStore::open_in(idb::Factory::from(factory), "ts-sync-quota")
-        .await
-        .unwrap();
+    // The default layout, as `StateSync` opens it.
+    let store = Db::open_in(
+        &idb::Factory::from(factory),
+        "ts-sync-quota",
+        None,
+        Role::Writer,
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.layout(), triesync::Layout::Packed);
 
     let (syncer, handle) = Syncer::new(fx.built.root, SyncConfig::default());
     let spec = PeerSpec::from_url(genesis_peer(), None).unwrap();

@@ -39,7 +39,9 @@ async fn bt_over_http_and_ws_in_worker() {
         .unwrap();
     assert_eq!(field(&report, "complete"), JsValue::TRUE);
     assert_eq!(num(&report, "nodes") as u64, fx.nodes());
-    let db = StateDb::open(name.into()).await.unwrap();
+    let db = StateDb::open(name.into(), JsValue::UNDEFINED)
+        .await
+        .unwrap();
     assert_verified(&db, &fx).await;
     assert_accounts(&db, &fx).await;
     db.close();
@@ -69,7 +71,9 @@ async fn genesis_over_jsonrpc_and_ws_in_worker_with_resume() {
         .await
         .unwrap();
     assert_eq!(field(&report, "complete"), JsValue::TRUE);
-    let db = StateDb::open(name.into()).await.unwrap();
+    let db = StateDb::open(name.into(), JsValue::UNDEFINED)
+        .await
+        .unwrap();
     assert_verified(&db, &fx).await;
     db.close();
     delete_db(name).await;
