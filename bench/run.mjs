@@ -3,12 +3,15 @@
 // BENCHMARKS.md.
 //
 //   1. builds what it measures: the npm package (scripts/build-pkg.mjs), the reference peer
-//      (release), and bench/core natively and for wasm (as shipped: opt-level z + wasm-opt
-//      -Oz; and for speed: opt-level 3 + wasm-opt -O3);
+//      (release), and bench/core natively and for wasm (as shipped: the wasm-release
+//      profile, opt-level z with sha3 and keccak at opt-level 3, + wasm-opt -Oz; opt-level
+//      z throughout, the profile before; as shipped with triesync-core at opt-level 3 too;
+//      and for speed: opt-level 3 + wasm-opt -O3);
 //   2. the core alone, native and wasm (in the page), on the peer's `--synthetic 100k`;
 //   3. per state (mainnet genesis, synthetic 100k, synthetic 1m), with the reference peer
 //      serving it on 127.0.0.1, each run in headless Chromium:
-//        triesync sync into IndexedDB (fresh page, memory sampled),
+//        triesync sync into IndexedDB in each layout (packed, per-item: fresh page and
+//          database each, memory sampled),
 //        the ceiling: raw IndexedDB writes of the same node set (one put per item in
 //          ~100 KiB transactions; packed into ~64 KiB and ~100 KiB records),
 //        the JS peer loop (@ethereumjs/rlp + @noble/hashes) into IndexedDB;
@@ -18,12 +21,28 @@
 // on 127.0.0.1 and stopped on exit.
 //
 // Options:
-//   --runs N          runs per measurement (default 3)
-//   --runs-1m N       runs for the 1m state (default 1: each of its syncs takes minutes)
-//   --states LIST     comma-separated subset of genesis,100k,1m (default all)
-//   --skip-build      use pkg/, the peer and bench/core as already built
-//   --out FILE        where to write the report (default BENCHMARKS.md; --out - : nowhere)
-//   --report FILE     only write the report again from the raw results a run saved (JSON)
+//   --runs N           runs per measurement (default 3)
+//   --runs-1m N        runs for the 1m state (default 1: each of its syncs takes minutes)
+//   --states LIST      comma-separated subset of genesis,100k,1m (default all)
+//   --layouts LIST     triesync's database layouts, each synced into and reported as a row
+//                      of its own: packed (a new database's default), per-item (one record
+//                      per item); default packed,per-item
+//   --layouts-1m LIST  the layouts for the 1m state (default: --layouts)
+//   --baselines LIST   the states on which the ceiling and the JS loop run (default: every
+//                      state measured; "none" for none). The ceiling writes the node set
+//                      read back from the per-item sync: these states need that layout.
+//   --merge FILE       raw results of an earlier run (JSON): whatever this run leaves out
+//                      (a state, a layout, the ceiling, the JS loop) is carried over from
+//                      it, and labelled in the report with that run's date and commit. The
+//                      raw results this run saves hold what was carried over.
+//   --skip-build       use pkg/, the peer and bench/core as already built
+//   --out FILE         where to write the report (default BENCHMARKS.md; --out - : nowhere)
+//   --report FILE      only write the report again from the raw results a run saved (JSON;
+//                      with --merge, merged as above)
+//
+// A shorter run that keeps the slowest measurements of an earlier full run, e.g.:
+//   npm run bench -- --states genesis,100k,1m --layouts-1m packed --baselines genesis,100k \
+//     --merge target/bench/results-<date>.json
 
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -42,8 +61,11 @@ const env = { ...process.env, PATH: `${os.homedir()}/.cargo/bin:${process.env.PA
 
 // ---- options -----------------------------------------------------------------------
 
+const LAYOUTS = ['packed', 'per-item'];
+
 function parseArgs(argv) {
-  const o = { runs: 3, runs1m: null, states: ['genesis', '100k', '1m'], skipBuild: false, out: 'BENCHMARKS.md', report: null };
+  const o = { runs: 3, runs1m: null, states: ['genesis', '100k', '1m'], layouts: [...LAYOUTS], layouts1m: null, baselines: null, merge: null, skipBuild: false, out: 'BENCHMARKS.md', report: null };
+  const list = (v) => v.split(',').map((s) => s.trim()).filter(Boolean);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -52,21 +74,37 @@ function parseArgs(argv) {
     };
     if (a === '--runs') o.runs = Number(val());
     else if (a === '--runs-1m') o.runs1m = Number(val());
-    else if (a === '--states') o.states = val().split(',').map((s) => s.trim()).filter(Boolean);
+    else if (a === '--states') o.states = list(val());
+    else if (a === '--layouts') o.layouts = list(val());
+    else if (a === '--layouts-1m') o.layouts1m = list(val());
+    else if (a === '--baselines') o.baselines = val() === 'none' ? [] : list(val());
+    else if (a === '--merge') o.merge = val();
     else if (a === '--skip-build') o.skipBuild = true;
     else if (a === '--out') o.out = val();
     else if (a === '--report') o.report = val();
     else if (a === '--help' || a === '-h') {
-      console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
+      // The comment block at the top of this file.
+      const lines = fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1);
+      console.log(lines.slice(0, lines.findIndex((l) => !l.startsWith('//'))).map((l) => l.slice(3)).join('\n'));
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
   if (!(o.runs >= 1)) throw new Error('--runs must be at least 1');
   // One run of the 1m state takes minutes per measurement: one run unless asked.
   o.runs1m ??= Math.min(o.runs, 1);
-  for (const s of o.states) if (!STATES[s]) throw new Error(`unknown state ${s}`);
+  o.layouts1m ??= o.layouts;
+  o.baselines ??= o.states;
+  for (const s of [...o.states, ...o.baselines]) if (!STATES[s]) throw new Error(`unknown state ${s}`);
+  for (const l of [...o.layouts, ...o.layouts1m]) if (!LAYOUTS.includes(l)) throw new Error(`unknown layout ${l} (${LAYOUTS.join(', ')})`);
+  for (const s of o.baselines) {
+    if (!o.states.includes(s)) throw new Error(`--baselines ${s}: not in --states`);
+    if (!layoutsOf(o, s).includes('per-item')) throw new Error(`--baselines ${s}: the ceiling needs the per-item layout synced on that state`);
+  }
   return o;
 }
+
+/** The layouts measured on state `key`. */
+const layoutsOf = (o, key) => (key === '1m' ? o.layouts1m : o.layouts);
 
 const STATES = {
   genesis: { label: 'mainnet-genesis', args: ['--state', path.join(root, 'fixtures', 'mainnet-genesis.json')] },
@@ -126,6 +164,18 @@ function newest(dir, keep = () => true) {
 
 const mtime = (f) => (fs.existsSync(f) ? fs.statSync(f).mtimeMs : 0);
 
+/** The wasm builds of bench/core: cargo profile (bench/core/Cargo.toml), wasm-opt level. */
+const CORE_VARIANTS = [
+  // As the package is built (root Cargo.toml, scripts/build-pkg.mjs).
+  { key: 'size', profile: 'wasm-release', opt: '-Oz', label: 'as shipped (opt-level z, sha3 and keccak at opt-level 3, wasm-opt -Oz' },
+  // The shipped profile before keccak was built for speed.
+  { key: 'size-z', profile: 'wasm-z', opt: '-Oz', label: 'opt-level z throughout (the profile before; wasm-opt -Oz' },
+  // Not shipped: the shipped profile with triesync-core at opt-level 3 too.
+  { key: 'size-core3', profile: 'wasm-core3', opt: '-Oz', label: 'as shipped with triesync-core at opt-level 3 too (not shipped; wasm-opt -Oz' },
+  // The same code built for speed.
+  { key: 'speed', profile: 'release', opt: '-O3', label: 'for speed (opt-level 3, wasm-opt -O3' },
+];
+
 function buildAll(skip) {
   // pkg/ is shared with the other scripts (demo, e2e): rebuild it only when it is missing
   // or older than the sources it is built from.
@@ -142,19 +192,9 @@ function buildAll(skip) {
   const coreDir = path.join(root, 'bench', 'core');
   const nativeBin = path.join(benchTarget, 'release', 'triesync-bench-core');
   const cargoEnv = { CARGO_TARGET_DIR: benchTarget };
-  const variants = {
-    // As the package is built (scripts/build-pkg.mjs): smallest code.
-    size: {
-      profile: 'wasm-release', opt: '-Oz',
-      env: {
-        CARGO_PROFILE_WASM_RELEASE_INHERITS: 'release', CARGO_PROFILE_WASM_RELEASE_OPT_LEVEL: 'z',
-        CARGO_PROFILE_WASM_RELEASE_LTO: 'fat', CARGO_PROFILE_WASM_RELEASE_CODEGEN_UNITS: '1',
-        CARGO_PROFILE_WASM_RELEASE_PANIC: 'abort',
-      },
-    },
-    // The same code built for speed.
-    speed: { profile: 'release', opt: '-O3', env: {} },
-  };
+  // The wasm profiles are in bench/core/Cargo.toml (wasm-release mirrors the root
+  // Cargo.toml's, which scripts/build-pkg.mjs builds the package with).
+  const variants = Object.fromEntries(CORE_VARIANTS.map((v) => [v.key, v]));
   if (!skip || !fs.existsSync(nativeBin)) {
     run('cargo', ['build', '--release', '-q', '--manifest-path', path.join(coreDir, 'Cargo.toml')], { env: cargoEnv });
   }
@@ -163,7 +203,7 @@ function buildAll(skip) {
     const bindgen = path.join(out, 'triesync_bench_core_bg.wasm');
     if (skip && fs.existsSync(bindgen)) continue;
     const cargoOut = path.join(benchTarget, 'wasm32-unknown-unknown', v.profile, 'triesync_bench_core.wasm');
-    run('cargo', ['build', '-q', '--target', 'wasm32-unknown-unknown', '--profile', v.profile, '--manifest-path', path.join(coreDir, 'Cargo.toml')], { env: { ...cargoEnv, ...v.env } });
+    run('cargo', ['build', '-q', '--target', 'wasm32-unknown-unknown', '--profile', v.profile, '--manifest-path', path.join(coreDir, 'Cargo.toml')], { env: cargoEnv });
     if (mtime(bindgen) > mtime(cargoOut)) continue;
     run('wasm-bindgen', ['--target', 'web', '--out-dir', out, cargoOut]);
     wasmOpt(bindgen, v.opt);
@@ -206,8 +246,7 @@ function startStatic() {
     ['/pkg/', path.join(benchTarget, 'pkg')],
     ['/node_modules/@noble/hashes/', path.join(root, 'node_modules', '@noble', 'hashes')],
     ['/node_modules/@ethereumjs/rlp/', path.join(root, 'node_modules', '@ethereumjs', 'rlp')],
-    ['/bench-core/size/', path.join(benchTarget, 'wasm-size')],
-    ['/bench-core/speed/', path.join(benchTarget, 'wasm-speed')],
+    ...CORE_VARIANTS.map((v) => [`/bench-core/${v.key}/`, path.join(benchTarget, `wasm-${v.key}`)]),
   ];
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://x');
@@ -329,7 +368,7 @@ const CEILINGS = [
 ];
 
 async function benchState(key, ctx) {
-  const { context, base, peerBin, runs, tmp } = ctx;
+  const { context, base, peerBin, runs, tmp, layouts, baselines } = ctx;
   const st = STATES[key];
   log(`${st.label}: starting the peer`);
   const t = Date.now();
@@ -340,38 +379,48 @@ async function benchState(key, ctx) {
     const items = info.nodes + info.codes;
     const out = { key, label: st.label, info, items, bytes: info.nodeBytes + info.codeBytes, runs: [] };
     for (let i = 0; i < runs; i++) {
-      const r = { load: os.loadavg()[0] };
-      const ts = await inPage(context, base, 'triesyncSync', { peer: peer.url, root: peer.root, database: 'bench-triesync', check: true });
-      if (!ts.report.complete) throw new Error(`${st.label}: triesync did not complete`);
-      if (ts.counts.nodes !== info.nodes || ts.counts.codes !== info.codes) {
-        throw new Error(`${st.label}: triesync wrote ${ts.counts.nodes} nodes + ${ts.counts.codes} codes, the peer serves ${info.nodes} + ${info.codes}`);
-      }
-      r.triesync = ts;
-      log(`${st.label} run ${i + 1}/${runs}: triesync ${fmt(ts.wallMs / 1000, 2)} s, ${fmtInt(items / (ts.wallMs / 1000))} items/s, peak wasm ${fmt(mib(ts.memory.peakWasm))} MiB, peak heap ${fmt(mib(ts.memory.peakHeap))} MiB`);
-
-      // The ceiling, from the node set triesync just wrote, in a page of its own.
-      const page = await context.newPage();
-      try {
-        await page.goto(`${base}/bench/index.html`);
-        await page.waitForFunction(() => window.benchReady === true);
-        const set = await page.evaluate((a) => window.bench.loadNodeSet(a), { database: 'bench-triesync' });
-        if (set.items !== items || set.bytes !== out.bytes) throw new Error(`${st.label}: node set read back: ${JSON.stringify(set)}`);
-        await page.evaluate((a) => window.bench.deleteDatabase(a), { database: 'bench-triesync' });
-        r.ceiling = {};
-        for (const [variant] of CEILINGS) {
-          const c = await page.evaluate((a) => window.bench.ceiling(a), { variant, database: 'bench-ceiling' });
-          r.ceiling[variant] = c;
-          log(`${st.label} run ${i + 1}/${runs}: ceiling ${variant} ${fmt(c.wallMs / 1000, 2)} s, ${fmtInt(items / (c.wallMs / 1000))} items/s (${c.transactions} transactions)`);
+      const r = { load: os.loadavg()[0], triesync: {} };
+      for (const layout of layouts) {
+        const database = `bench-triesync-${layout}`;
+        const ts = await inPage(context, base, 'triesyncSync', { peer: peer.url, root: peer.root, database, layout, check: true });
+        if (!ts.report.complete) throw new Error(`${st.label}: triesync (${layout}) did not complete`);
+        if (ts.counts.nodes !== info.nodes || ts.counts.codes !== info.codes) {
+          throw new Error(`${st.label}: triesync (${layout}) wrote ${ts.counts.nodes} nodes + ${ts.counts.codes} codes, the peer serves ${info.nodes} + ${info.codes}`);
         }
-      } finally {
-        await page.close();
+        // The database must be in the layout asked for (a library without the option
+        // would write its default).
+        if (ts.layout !== layout) throw new Error(`${st.label}: asked for the ${layout} layout, the database says ${ts.layout}`);
+        r.triesync[layout] = ts;
+        const tm = ts.report.timings;
+        log(`${st.label} run ${i + 1}/${runs}: triesync ${layout} ${fmt(ts.wallMs / 1000, 2)} s, ${fmtInt(items / (ts.wallMs / 1000))} items/s (wait: peers ${fmtInt(tm.peerWaitMs)} ms, write ${fmtInt(tm.writeWaitMs)} ms), peak wasm ${fmt(mib(ts.memory.peakWasm))} MiB, peak heap ${fmt(mib(ts.memory.peakHeap))} MiB`);
+        // The per-item database is the ceiling's source: kept until it has been read.
+        if (!(layout === 'per-item' && baselines)) await inPage(context, base, 'deleteTriesyncDatabase', { database });
       }
+      if (baselines) {
+        // The ceiling, from the node set the per-item sync just wrote, in a page of its own.
+        const page = await context.newPage();
+        try {
+          await page.goto(`${base}/bench/index.html`);
+          await page.waitForFunction(() => window.benchReady === true);
+          const set = await page.evaluate((a) => window.bench.loadNodeSet(a), { database: 'bench-triesync-per-item' });
+          if (set.items !== items || set.bytes !== out.bytes) throw new Error(`${st.label}: node set read back: ${JSON.stringify(set)}`);
+          await page.evaluate((a) => window.bench.deleteDatabase(a), { database: 'bench-triesync-per-item' });
+          r.ceiling = {};
+          for (const [variant] of CEILINGS) {
+            const c = await page.evaluate((a) => window.bench.ceiling(a), { variant, database: 'bench-ceiling' });
+            r.ceiling[variant] = c;
+            log(`${st.label} run ${i + 1}/${runs}: ceiling ${variant} ${fmt(c.wallMs / 1000, 2)} s, ${fmtInt(items / (c.wallMs / 1000))} items/s (${c.transactions} transactions)`);
+          }
+        } finally {
+          await page.close();
+        }
 
-      const js = await inPage(context, base, 'jsLoop', { peer: peer.url, root: peer.root, database: 'bench-jsloop' });
-      if (js.items !== items) throw new Error(`${st.label}: JS loop wrote ${js.items} items, expected ${items}`);
-      await inPage(context, base, 'deleteDatabase', { database: 'bench-jsloop' });
-      r.js = js;
-      log(`${st.label} run ${i + 1}/${runs}: JS loop ${fmt(js.wallMs / 1000, 2)} s, ${fmtInt(items / (js.wallMs / 1000))} items/s, peak heap ${fmt(mib(js.memory.peakHeap))} MiB`);
+        const js = await inPage(context, base, 'jsLoop', { peer: peer.url, root: peer.root, database: 'bench-jsloop' });
+        if (js.items !== items) throw new Error(`${st.label}: JS loop wrote ${js.items} items, expected ${items}`);
+        await inPage(context, base, 'deleteDatabase', { database: 'bench-jsloop' });
+        r.js = js;
+        log(`${st.label} run ${i + 1}/${runs}: JS loop ${fmt(js.wallMs / 1000, 2)} s, ${fmtInt(items / (js.wallMs / 1000))} items/s, peak heap ${fmt(mib(js.memory.peakHeap))} MiB`);
+      }
       out.runs.push(r);
     }
     return out;
@@ -382,103 +431,229 @@ async function benchState(key, ctx) {
 
 // ---- the report -------------------------------------------------------------------------
 
+/** Results saved before there were layouts (one sync per run, per-item, as `triesync`)
+ *  in today's shape: `triesync` keyed by layout. */
+function normalise(res) {
+  for (const s of res.states) {
+    for (const r of [...s.runs, ...(s.earlier?.runs ?? [])]) {
+      if (r.triesync && Number.isFinite(r.triesync.wallMs)) r.triesync = { 'per-item': r.triesync };
+    }
+  }
+  return res;
+}
+
+/** Carries over from `old` (the raw results of an earlier run, saved in `file`) every state
+ *  `res` did not measure and, per state, the runs of what it left out (a layout, the
+ *  ceiling, the JS loop): kept in `state.earlier`, labelled with that run's date and
+ *  commit. */
+function merge(res, old, file) {
+  normalise(old);
+  const from = {
+    date: old.date,
+    commit: old.machine.commit,
+    file: path.relative(root, path.resolve(file)),
+    loadStart: old.machine.loadStart,
+    loadEnd: old.machine.loadEnd,
+    chromium: old.machine.chromium,
+    runs: old.opts.runs,
+    runs1m: old.opts.runs1m,
+  };
+  const states = [];
+  for (const key of Object.keys(STATES)) {
+    const now = res.states.find((s) => s.key === key);
+    const was = old.states.find((s) => s.key === key);
+    if (!was) {
+      if (now) states.push(now);
+      continue;
+    }
+    if (now && (now.info.root !== was.info.root || now.items !== was.items)) {
+      log(`--merge: ${now.label} is another state in ${file} (root ${was.info.root}): not merged`);
+      states.push(now);
+      continue;
+    }
+    const earlier = { from, runs: was.runs };
+    states.push(now ? { ...now, earlier } : { ...was, runs: [], earlier });
+  }
+  res.states = states;
+  res.merged = from;
+  return res;
+}
+
+/** Medians of one state, per measurement: each from this run's runs when it measured it,
+ *  else from the runs carried over (`from` says which run they are from). */
 function summarise(s) {
   const rate = (ms) => s.items / (ms / 1000);
-  const med = (f) => median(s.runs.map(f));
-  const wall = med((r) => r.triesync.wallMs);
-  const t = {
-    wallMs: wall,
-    rate: med((r) => rate(r.triesync.wallMs)),
-    mbps: med((r) => s.bytes / 1e6 / (r.triesync.wallMs / 1000)),
-    processMs: med((r) => r.triesync.report.timings.processMs),
-    waitMs: med((r) => r.triesync.report.timings.waitMs),
-    checkMs: med((r) => r.triesync.report.timings.checkMs),
-    commitMs: med((r) => r.triesync.report.timings.commitMs),
-    batches: med((r) => r.triesync.report.batches),
-    requests: med((r) => r.triesync.report.peers.reduce((a, p) => a + p.requests, 0)),
-    peakWasm: Math.max(...s.runs.map((r) => r.triesync.memory.peakWasm)),
-    peakHeap: Math.max(...s.runs.map((r) => r.triesync.memory.peakHeap)),
-    // A quarter without a sample (one batch spanned it) has no figure.
-    quarters: [0, 1, 2, 3].map((q) => {
-      const of = (k) => median(s.runs.map((r) => (r.triesync.memory.quarters[q].samples ? r.triesync.memory.quarters[q][k] : NaN)));
-      return { wasm: of('wasm'), heap: of('heap') };
-    }),
+  const pick = (has) => {
+    const now = s.runs.filter(has);
+    if (now.length) return { runs: now, from: null };
+    const old = (s.earlier?.runs ?? []).filter(has);
+    return { runs: old, from: old.length ? s.earlier.from : null };
   };
-  const ceiling = Object.fromEntries(
-    CEILINGS.map(([v]) => [v, { wallMs: med((r) => r.ceiling[v].wallMs), rate: med((r) => rate(r.ceiling[v].wallMs)), mbps: med((r) => s.bytes / 1e6 / (r.ceiling[v].wallMs / 1000)), transactions: s.runs[0].ceiling[v].transactions }]),
-  );
-  const js = {
-    wallMs: med((r) => r.js.wallMs),
-    rate: med((r) => rate(r.js.wallMs)),
-    mbps: med((r) => s.bytes / 1e6 / (r.js.wallMs / 1000)),
-    processMs: med((r) => r.js.timings.processMs),
-    waitMs: med((r) => r.js.timings.waitMs),
-    commitMs: med((r) => r.js.timings.commitMs),
-    requests: med((r) => r.js.requests),
-    peakHeap: Math.max(...s.runs.map((r) => r.js.memory.peakHeap)),
-  };
-  return { ...s, t, ceiling, js };
+  const layouts = {};
+  for (const L of LAYOUTS) {
+    const { runs, from } = pick((r) => r.triesync?.[L]);
+    if (!runs.length) continue;
+    const xs = runs.map((r) => r.triesync[L]);
+    const med = (f) => median(xs.map(f));
+    const tm = (k) => med((x) => x.report.timings[k] ?? NaN);
+    layouts[L] = {
+      from,
+      n: xs.length,
+      wallMs: med((x) => x.wallMs),
+      rate: med((x) => rate(x.wallMs)),
+      mbps: med((x) => s.bytes / 1e6 / (x.wallMs / 1000)),
+      processMs: tm('processMs'),
+      waitMs: tm('waitMs'),
+      peerWaitMs: tm('peerWaitMs'),
+      writeWaitMs: tm('writeWaitMs'),
+      checkMs: tm('checkMs'),
+      commitMs: tm('commitMs'),
+      batches: med((x) => x.report.batches),
+      requests: med((x) => x.report.peers.reduce((a, p) => a + p.requests, 0)),
+      peakWasm: Math.max(...xs.map((x) => x.memory.peakWasm)),
+      peakHeap: Math.max(...xs.map((x) => x.memory.peakHeap)),
+      // A quarter without a sample (one batch spanned it) has no figure.
+      quarters: [0, 1, 2, 3].map((q) => {
+        const of = (k) => median(xs.map((x) => (x.memory.quarters[q].samples ? x.memory.quarters[q][k] : NaN)));
+        return { wasm: of('wasm'), heap: of('heap') };
+      }),
+    };
+  }
+  let ceiling = null;
+  {
+    const { runs, from } = pick((r) => r.ceiling);
+    if (runs.length) {
+      const med = (f) => median(runs.map(f));
+      ceiling = { from, n: runs.length };
+      for (const [v] of CEILINGS) {
+        ceiling[v] = { wallMs: med((r) => r.ceiling[v].wallMs), rate: med((r) => rate(r.ceiling[v].wallMs)), mbps: med((r) => s.bytes / 1e6 / (r.ceiling[v].wallMs / 1000)), transactions: runs[0].ceiling[v].transactions };
+      }
+    }
+  }
+  let js = null;
+  {
+    const { runs, from } = pick((r) => r.js);
+    if (runs.length) {
+      const med = (f) => median(runs.map(f));
+      js = {
+        from,
+        n: runs.length,
+        wallMs: med((r) => r.js.wallMs),
+        rate: med((r) => rate(r.js.wallMs)),
+        mbps: med((r) => s.bytes / 1e6 / (r.js.wallMs / 1000)),
+        processMs: med((r) => r.js.timings.processMs),
+        waitMs: med((r) => r.js.timings.waitMs),
+        commitMs: med((r) => r.js.timings.commitMs),
+        requests: med((r) => r.js.requests),
+        peakHeap: Math.max(...runs.map((r) => r.js.memory.peakHeap)),
+      };
+    }
+  }
+  return { ...s, layouts, ceiling, js };
 }
 
 function pct(part, whole) {
-  return `${fmtInt(part)} (${fmt((100 * part) / whole, 0)}%)`;
+  return Number.isFinite(part) ? `${fmtInt(part)} (${fmt((100 * part) / whole, 0)}%)` : '–';
 }
 
 function mark(ok) {
   return ok ? 'met' : '**missed**';
 }
 
+/** "†" after a figure carried over from an earlier run (any of `parts`). */
+const dag = (...parts) => (parts.some((p) => p?.from) ? ' †' : '');
+
+/** a / b as "0.86×" (with † when either is carried over), "–" when either is missing. */
+function ratio(a, b, aRate = a?.rate, bRate = b?.rate) {
+  if (!a || !b || !Number.isFinite(aRate) || !Number.isFinite(bRate)) return '–';
+  return `${fmt(aRate / bRate, 2)}×${dag(a, b)}`;
+}
+
+const LAYOUT_LABEL = { packed: 'packed', 'per-item': 'one record per item' };
+
 /** Sentences derived from the figures (the same code words them whatever they are). */
 function findings(S, res) {
   const out = [];
-  const big = S[S.length - 1];
-  if (!big) return out;
-  const t = big.t;
-  const shares = [
-    ['IndexedDB commits (commitMs)', t.commitMs],
-    ['waiting for the peer (waitMs)', t.waitMs],
-    ['hashing, decoding and scheduling (processMs)', t.processMs],
-    ['store lookups (checkMs)', t.checkMs],
-  ].sort((a, b) => b[1] - a[1]);
-  const sum = shares.reduce((a, [, ms]) => a + ms, 0);
-  out.push(`Where triesync's time goes (${big.label}): ${shares.map(([n, ms]) => `${n} ${fmt((100 * ms) / t.wallMs, 0)}%`).join(', ')}${sum <= t.wallMs ? `; the rest (${fmt((100 * (t.wallMs - sum)) / t.wallMs, 0)}%) is the driver's other work` : ' (they add up to more than the wall time: batch writes overlap waiting and processing)'}.`);
-  if (t.checkMs > 0.3 * t.wallMs) {
-    out.push(`Store lookups (checkMs, ${fmt((100 * t.checkMs) / t.wallMs, 0)}%) are IndexedDB readonly transactions on the object stores a batch write holds: IndexedDB starts them only once the readwrite transaction before them has committed, so while a write is in progress the loop waits in the lookup, and the write does not overlap the rest of the work.`);
+  // The biggest state each layout was measured on.
+  for (const L of LAYOUTS) {
+    const big = [...S].reverse().find((s) => s.layouts[L]);
+    if (!big) continue;
+    const t = big.layouts[L];
+    const shares = [
+      ['IndexedDB commits (commitMs)', t.commitMs],
+      ['waiting for the peer (peerWaitMs)', t.peerWaitMs],
+      ['waiting for the background write (writeWaitMs)', t.writeWaitMs],
+      ['hashing, decoding and scheduling (processMs)', t.processMs],
+      ['store lookups (checkMs)', t.checkMs],
+    ].filter(([, ms]) => Number.isFinite(ms)).sort((a, b) => b[1] - a[1]);
+    const split = Number.isFinite(t.peerWaitMs) ? '' : ` (that run predates the split of waitMs: waiting in all ${fmt((100 * t.waitMs) / t.wallMs, 0)}%)`;
+    out.push(`Where triesync's time goes, ${LAYOUT_LABEL[L]} layout (${big.label}${dag(t)}): ${shares.map(([n, ms]) => `${n} ${fmt((100 * ms) / t.wallMs, 0)}%`).join(', ')}${split}; commits run in the background, so they overlap the rest.`);
+    if (t.checkMs > 0.3 * t.wallMs) {
+      out.push(`Store lookups (${LAYOUT_LABEL[L]}, ${big.label}: checkMs ${fmt((100 * t.checkMs) / t.wallMs, 0)}%) are IndexedDB readonly transactions on the object stores a batch write holds: IndexedDB starts them only once the readwrite transaction before them has committed, so the driver looks up only between writes.`);
+    }
   }
-  const per = big.ceiling['per-item'];
-  const p64 = big.ceiling['packed-64k'];
-  const p100 = big.ceiling['packed-100k'];
-  const usPer = (c) => (1000 * c.wallMs) / big.items;
-  out.push(`Raw IndexedDB in this browser costs ${fmt(usPer(per), 1)} µs per item with one put per item, against ${fmt(usPer(p64), 2)} µs (records under 64 KiB) and ${fmt(usPer(p100), 2)} µs (~100 KiB records) when the same bytes are packed: ${fmt(per.wallMs / p64.wallMs, 0)}× and ${fmt(per.wallMs / p100.wallMs, 0)}× less. The cost is per put, not per byte.`);
-  out.push(`triesync runs at ${fmt(t.rate / per.rate, 2)}× the one-put-per-item ceiling${t.rate > per.rate ? ` (above 1: that ceiling run was slower than the sync before it; ${big.runs.length === 1 ? 'with one run on a shared machine, take such figures ±40%' : 'the machine was shared'})` : ''}: with this layout it cannot go much faster, whatever the engine does. The JS loop is bound by the same puts (its commits take ${fmt((100 * big.js.commitMs) / big.js.wallMs, 0)}% of its time), which is why triesync's rate is only ${fmt(t.rate / big.js.rate, 2)}× the JS loop's; ≥ 5× needs fewer puts, not faster code.`);
+  const withCeiling = S.filter((s) => s.ceiling);
+  const bigC = withCeiling[withCeiling.length - 1];
+  if (bigC) {
+    const c = bigC.ceiling;
+    const per = c['per-item'];
+    const p64 = c['packed-64k'];
+    const p100 = c['packed-100k'];
+    const usPer = (x) => (1000 * x.wallMs) / bigC.items;
+    out.push(`Raw IndexedDB in this browser (${bigC.label}${dag(c)}) costs ${fmt(usPer(per), 1)} µs per item with one put per item, against ${fmt(usPer(p64), 2)} µs (records under 64 KiB) and ${fmt(usPer(p100), 2)} µs (~100 KiB records) when the same bytes are packed: ${fmt(per.wallMs / p64.wallMs, 0)}× and ${fmt(per.wallMs / p100.wallMs, 0)}× less. The cost is per put, not per byte.`);
+  }
+  for (const s of S) {
+    const p = s.layouts.packed;
+    const q = s.layouts['per-item'];
+    if (!p) continue;
+    const parts = [];
+    if (q) parts.push(`${fmt(p.rate / q.rate, 1)}× the rate of the one-record-per-item layout${dag(p, q)}`);
+    if (s.ceiling) {
+      parts.push(`${ratio(p, s.ceiling['per-item'])} the one-put-per-item ceiling`);
+      parts.push(`${ratio(p, s.ceiling['packed-64k'])} and ${ratio(p, s.ceiling['packed-100k'])} the packed ceilings (records under 64 KiB, ~100 KiB)`);
+    }
+    if (s.js) parts.push(`${ratio(p, s.js)} the JS loop`);
+    out.push(`Packed layout, ${s.label}: ${fmtInt(p.rate)} items/s${dag(p)} in ${fmt(p.wallMs / 1000, 2)} s, ${parts.join('; ')}. The packed ceilings only write, with no network, hashing or lookups: a sync stays below them by what it does besides writing.`);
+  }
+  for (const s of S) {
+    const q = s.layouts['per-item'];
+    if (!q || !s.ceiling || !s.js) continue;
+    if (s !== S.filter((x) => x.layouts['per-item'] && x.ceiling && x.js).slice(-1)[0]) continue;
+    out.push(`The one-record-per-item layout runs at ${ratio(q, s.ceiling['per-item'])} the one-put-per-item ceiling (${s.label}): bound by the puts, whatever the engine does. The JS loop is bound by the same puts (its commits take ${fmt((100 * s.js.commitMs) / s.js.wallMs, 0)}% of its time${dag(s.js)}), which is why that layout is only ${ratio(q, s.js)} the JS loop; ≥ 5× the JS loop needs fewer puts, which the packed layout makes.`);
+  }
   const core = res.core;
-  const wasmRate = median(core.size.runs.map((r) => r.itemsPerSec));
-  const speedRate = median(core.speed.runs.map((r) => r.itemsPerSec));
-  const natRate = median(core.native.runs.map((r) => r.itemsPerSec));
-  out.push(`The engine alone (no I/O) verifies and schedules ${fmtInt(wasmRate)} items/s in wasm as shipped (${fmt(wasmRate / natRate, 2)}× native; ${fmtInt(speedRate)} items/s built with opt-level 3, ${fmt(speedRate / wasmRate, 2)}× as fast for ${fmt(kb(core.sizes.speed - core.sizes.size), 0)} KB more before gzip): ${fmt(wasmRate / per.rate, 1)}× the rate IndexedDB accepts one put per item.`);
-  const best = p64.wallMs <= p100.wallMs ? ['records under 64 KiB', p64] : ['~100 KiB records', p100];
-  // What the sync does besides writing: with serial writes, its wall time less its
-  // commits; with background writes (the timings add up to more than the wall time) only
-  // processing and lookups are known to be its own (its waits include waiting for writes).
-  const serial = sum <= t.wallMs;
-  // Serial writes: the wall time less the commits is what the sync does besides writing.
-  // Background writes: waits and lookups include waiting for writes, so take processing
-  // plus the peer's time as the JS loop saw it.
-  const rest = serial ? t.wallMs - t.commitMs : t.processMs + big.js.waitMs;
-  const projected = rest + best[1].wallMs;
-  out.push(`Estimate for a packed layout (${big.label}): ${serial ? "triesync's wall time minus its commits" : "triesync's processing plus the JS loop's wait for the peer"} (${fmt(rest / 1000, 1)} s) plus the time of the faster packed ceiling (${best[0]}, ${fmt(best[1].wallMs / 1000, 1)} s) = ${fmt(projected / 1000, 1)} s instead of ${fmt(t.wallMs / 1000, 1)} s (${fmt(t.wallMs / projected, 1)}×, ${fmtInt(big.items / (projected / 1000))} items/s, ${fmt(big.items / (projected / 1000) / big.js.rate, 1)}× the JS loop), with writes done one after the other and not counting store lookups (a packed layout answers them from an index of its own).`);
-  if (S.length > 1) {
-    const small = S[0];
-    out.push(`The one-put rate falls as the database grows: ${fmtInt(small.ceiling['per-item'].rate)} items/s for ${small.label}, ${fmtInt(per.rate)} for ${big.label} (LevelDB compacts every small record it holds). Packed records under 64 KiB, which LevelDB stores inline, go from ${fmt(small.ceiling['per-item'].wallMs / small.ceiling['packed-64k'].wallMs, 0)}× to ${fmt(per.wallMs / p64.wallMs, 0)}× faster than one put per item; ~100 KiB records, which Chromium moves to blob files outside LevelDB, from ${fmt(small.ceiling['per-item'].wallMs / small.ceiling['packed-100k'].wallMs, 0)}× to ${fmt(per.wallMs / p100.wallMs, 0)}×.`);
+  const r = (b) => median(b.runs.map((x) => x.itemsPerSec));
+  if (core?.size && core['size-z'] && core.speed) {
+    const wasmRate = r(core.size);
+    const zRate = r(core['size-z']);
+    const speedRate = r(core.speed);
+    const natRate = r(core.native);
+    const d = core.sizes.size - core.sizes['size-z'];
+    out.push(`The engine alone (no I/O) verifies and schedules ${fmtInt(wasmRate)} items/s in wasm as shipped (${fmt(wasmRate / natRate, 2)}× native). Building sha3 and keccak at opt-level 3 in the shipped profile gives ${fmt(wasmRate / zRate, 2)}× the rate of opt-level z throughout (${fmtInt(zRate)} items/s) for ${d >= 0 ? `${fmt(kb(d), 1)} KB more` : `${fmt(kb(-d), 1)} KB less`} (bench/core's wasm, before gzip); ${core['size-core3'] ? `triesync-core at opt-level 3 as well (not shipped) gives ${fmtInt(r(core['size-core3']))} items/s (${fmt(r(core['size-core3']) / wasmRate, 2)}× as shipped) for ${fmt(kb(core.sizes['size-core3'] - core.sizes.size), 1)} KB more; ` : ''}everything at opt-level 3 gives ${fmtInt(speedRate)} items/s (${fmt(speedRate / wasmRate, 2)}× as shipped) for ${fmt(kb(core.sizes.speed - core.sizes.size), 0)} KB more.`);
+  }
+  const both = withCeiling.filter((s) => s.ceiling && !s.ceiling.from);
+  const fromAll = withCeiling;
+  if (fromAll.length > 1) {
+    const small = fromAll[0];
+    const big = fromAll[fromAll.length - 1];
+    const a = small.ceiling;
+    const b = big.ceiling;
+    out.push(`The one-put rate falls as the database grows: ${fmtInt(a['per-item'].rate)} items/s for ${small.label}${dag(a)}, ${fmtInt(b['per-item'].rate)} for ${big.label}${dag(b)} (LevelDB compacts every small record it holds). Packed records under 64 KiB, which LevelDB stores inline, go from ${fmt(a['per-item'].wallMs / a['packed-64k'].wallMs, 0)}× to ${fmt(b['per-item'].wallMs / b['packed-64k'].wallMs, 0)}× faster than one put per item; ~100 KiB records, which Chromium moves to blob files outside LevelDB, from ${fmt(a['per-item'].wallMs / a['packed-100k'].wallMs, 0)}× to ${fmt(b['per-item'].wallMs / b['packed-100k'].wallMs, 0)}×.`);
+  }
+  void both;
+  if (S.some((s) => Object.values(s.layouts).some((t) => t.n === 1))) {
+    out.push('A figure from one run on a shared machine (the 1m state) is good to about ±40%: ratios between measurements taken minutes apart, under a load that changes, are rough.');
   }
   return out;
 }
 
 function report(res) {
+  normalise(res);
   const L = [];
   const p = (s = '') => L.push(s);
   const S = res.states.map(summarise);
   const byKey = Object.fromEntries(S.map((s) => [s.key, s]));
+  const M = res.merged;
 
   p('# triesync benchmarks');
   p();
@@ -494,47 +669,66 @@ function report(res) {
   p(`| triesync | commit ${res.machine.commit}; pkg/triesync_bg.wasm as built by scripts/build-pkg.mjs |`);
   if (res.machine.minutes) p(`| run time | ${fmt(res.machine.minutes, 1)} min, builds included |`);
   p(`| load average | ${fmt(res.machine.loadStart, 2)} at the start, ${fmt(res.machine.loadEnd, 2)} at the end (1 min; the machine is shared: above ~0.5 the figures are noisy) |`);
+  if (M) p(`| carried over (†) | from the run of ${M.date} on commit ${M.commit} (${M.chromium}; load average ${fmt(M.loadStart, 2)} at its start, ${fmt(M.loadEnd, 2)} at its end), raw results \`${M.file}\` |`);
   p();
-  p(`Each figure is the median of ${res.opts.runs} runs${res.opts.runs1m !== res.opts.runs && byKey['1m'] ? ` (synthetic 1m: ${res.opts.runs1m} run${res.opts.runs1m > 1 ? 's' : ''})` : ''}. "items" are trie nodes plus contract codes, each one IndexedDB record in triesync's layout; rates are items (or bytes) over wall time. The peer is the reference peer (\`target/release/triesync-peer\`, binary HTTP) on 127.0.0.1, sharing the machine's cores with the browser.`);
+  const n1m = byKey['1m'] && Object.values(byKey['1m'].layouts).some((t) => !t.from) ? res.opts.runs1m : null;
+  p(`Each figure is the median of ${res.opts.runs} runs${n1m !== null && n1m !== res.opts.runs ? ` (synthetic 1m: ${n1m} run${n1m > 1 ? 's' : ''})` : ''}. "items" are trie nodes plus contract codes; rates are items (or bytes) over wall time. triesync writes them in one of two layouts: **packed** (the default of a new database: items packed into large records, with an index of its own for lookups by hash) or **one record per item** (\`layout: 'per-item'\`). The peer is the reference peer (\`target/release/triesync-peer\`, binary HTTP) on 127.0.0.1, sharing the machine's cores with the browser.`);
+  if (M) {
+    const carried = [];
+    for (const s of S) {
+      const what = [...LAYOUTS.filter((l) => s.layouts[l]?.from).map((l) => `triesync ${LAYOUT_LABEL[l]}`), ...(s.ceiling?.from ? ['the ceiling'] : []), ...(s.js?.from ? ['the JS loop'] : [])];
+      if (what.length) carried.push(`${s.label}: ${what.join(', ')}`);
+    }
+    if (carried.length) p(`\n**†: carried over** from the run of ${M.date} (commit ${M.commit}, ${M.runs} runs, synthetic 1m ${M.runs1m}; \`${M.file}\`), not measured again in this run: ${carried.join('; ')}. A ratio marked † sets figures of the two runs against each other. That run's per-item sync had no \`peerWaitMs\`/\`writeWaitMs\` split ("–").`);
+  }
   p();
 
   p('## Sync throughput: triesync into IndexedDB');
   p();
-  p('| state | items | MB | wall | items/s | MB/s | processMs (hash, decode, schedule) | waitMs (peer) | checkMs (store lookups) | commitMs (IndexedDB writes) | transactions | vs ceiling | vs JS loop |');
-  p('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  p('| state | layout | items | MB | wall | items/s | MB/s | processMs (hash, decode, schedule) | waitMs (all) | peerWaitMs | writeWaitMs | checkMs (store lookups) | commitMs (IndexedDB writes) | transactions | vs ceiling (one put per item) | vs JS loop |');
+  p('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const s of S) {
-    const t = s.t;
-    p(`| ${s.label} | ${fmtInt(s.items)} | ${fmt(s.bytes / 1e6)} | ${fmt(t.wallMs / 1000, 2)} s | ${fmtInt(t.rate)} | ${fmt(t.mbps, 2)} | ${pct(t.processMs, t.wallMs)} | ${pct(t.waitMs, t.wallMs)} | ${pct(t.checkMs, t.wallMs)} | ${pct(t.commitMs, t.wallMs)} | ${fmtInt(t.batches)} | ${fmt(t.rate / s.ceiling['per-item'].rate, 2)}× | ${fmt(t.rate / s.js.rate, 2)}× |`);
-  }
-  p();
-  p('The four timings are the final report\'s `timings` (ms, share of wall time). When the driver writes batches in the background, commitMs (start to end of each write) overlaps waitMs and processMs; otherwise what they leave of the wall time is the driver\'s other work (request assembly, progress, opening the database). "transactions": batches written. "vs ceiling": items/s over the one-put-per-item ceiling\'s; "vs JS loop": over the JS peer loop\'s.');
-  p();
-
-  p('## The ceiling: raw IndexedDB writes of the same node set (same run, same data)');
-  p();
-  p('Plain JavaScript in the same browser, writing the node set triesync had just written (read back, shuffled: hashes arrive in no key order), transactions awaited one after the other, as triesync does. No network, no hashing: only the store.');
-  p();
-  p('| state | layout | transactions | wall | items/s | MB/s | triesync as a share of it |');
-  p('|---|---|---:|---:|---:|---:|---:|');
-  for (const s of S) {
-    for (const [v, label] of CEILINGS) {
-      const c = s.ceiling[v];
-      p(`| ${s.label} | ${label} | ${fmtInt(c.transactions)} | ${fmt(c.wallMs / 1000, 3)} s | ${fmtInt(c.rate)} | ${fmt(c.mbps, 1)} | ${fmt(s.t.rate / c.rate, 2)}× |`);
+    for (const Lk of LAYOUTS) {
+      const t = s.layouts[Lk];
+      if (!t) continue;
+      p(`| ${s.label} | ${LAYOUT_LABEL[Lk]}${dag(t)} | ${fmtInt(s.items)} | ${fmt(s.bytes / 1e6)} | ${fmt(t.wallMs / 1000, 2)} s | ${fmtInt(t.rate)} | ${fmt(t.mbps, 2)} | ${pct(t.processMs, t.wallMs)} | ${pct(t.waitMs, t.wallMs)} | ${pct(t.peerWaitMs, t.wallMs)} | ${pct(t.writeWaitMs, t.wallMs)} | ${pct(t.checkMs, t.wallMs)} | ${pct(t.commitMs, t.wallMs)} | ${fmtInt(t.batches)} | ${ratio(t, s.ceiling?.['per-item'] && { ...s.ceiling['per-item'], from: s.ceiling.from })} | ${ratio(t, s.js)} |`);
     }
   }
   p();
+  p('The timings are the final report\'s `timings` (ms, share of wall time). The driver writes batches in the background: commitMs (start to end of each write) overlaps the others. waitMs is the main loop\'s waiting in all, split into peerWaitMs (for answers, requests in flight) and writeWaitMs (for the background write: held back by back-pressure, or nothing in flight and only the write pending). "transactions": batches written. "vs ceiling": items/s over the one-put-per-item ceiling\'s, the rate the issue sets the target against (for the packed layout, see the packed ceilings below); "vs JS loop": over the JS peer loop\'s.');
+  p();
 
-  p('## A JS peer loop (same run, same data, same peer)');
-  p();
-  p('`bench/page/jsloop.js`: fetch → keccak-verify (@noble/hashes `keccak_256`) → decode children (@ethereumjs/rlp) → one put per item in ~100 KiB transactions, 2 requests of 384 hashes in flight, a Set of every hash seen.');
-  p();
-  p('| state | wall | items/s | MB/s | process (hash, decode) | wait (peer) | commit (IndexedDB) | requests | peak JS heap | triesync / JS |');
-  p('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
-  for (const s of S) {
-    const j = s.js;
-    p(`| ${s.label} | ${fmt(j.wallMs / 1000, 2)} s | ${fmtInt(j.rate)} | ${fmt(j.mbps, 2)} | ${pct(j.processMs, j.wallMs)} | ${pct(j.waitMs, j.wallMs)} | ${pct(j.commitMs, j.wallMs)} | ${fmtInt(j.requests)} | ${fmt(mib(j.peakHeap))} MiB | ${fmt(s.t.rate / j.rate, 2)}× |`);
+  if (S.some((s) => s.ceiling)) {
+    p('## The ceiling: raw IndexedDB writes of the same node set');
+    p();
+    p('Plain JavaScript in the same browser, writing the node set triesync had just written in the per-item layout (read back, shuffled: hashes arrive in no key order), transactions awaited one after the other, as triesync does. No network, no hashing: only the store.');
+    p();
+    p('| state | layout | transactions | wall | items/s | MB/s | triesync packed / it | triesync per-item / it |');
+    p('|---|---|---:|---:|---:|---:|---:|---:|');
+    for (const s of S) {
+      if (!s.ceiling) continue;
+      for (const [v, label] of CEILINGS) {
+        const c = { ...s.ceiling[v], from: s.ceiling.from };
+        p(`| ${s.label} | ${label}${dag(c)} | ${fmtInt(c.transactions)} | ${fmt(c.wallMs / 1000, 3)} s | ${fmtInt(c.rate)} | ${fmt(c.mbps, 1)} | ${ratio(s.layouts.packed, c)} | ${ratio(s.layouts['per-item'], c)} |`);
+      }
+    }
+    p();
   }
-  p();
+
+  if (S.some((s) => s.js)) {
+    p('## A JS peer loop (same data, same peer)');
+    p();
+    p('`bench/page/jsloop.js`: fetch → keccak-verify (@noble/hashes `keccak_256`) → decode children (@ethereumjs/rlp) → one put per item in ~100 KiB transactions, 2 requests of 384 hashes in flight, a Set of every hash seen.');
+    p();
+    p('| state | wall | items/s | MB/s | process (hash, decode) | wait (peer) | commit (IndexedDB) | requests | peak JS heap | triesync packed / JS | triesync per-item / JS |');
+    p('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const s of S) {
+      const j = s.js;
+      if (!j) continue;
+      p(`| ${s.label}${dag(j)} | ${fmt(j.wallMs / 1000, 2)} s | ${fmtInt(j.rate)} | ${fmt(j.mbps, 2)} | ${pct(j.processMs, j.wallMs)} | ${pct(j.waitMs, j.wallMs)} | ${pct(j.commitMs, j.wallMs)} | ${fmtInt(j.requests)} | ${fmt(mib(j.peakHeap))} MiB | ${ratio(s.layouts.packed, j)} | ${ratio(s.layouts['per-item'], j)} |`);
+    }
+    p();
+  }
 
   p('## The core alone: native vs wasm');
   p();
@@ -549,19 +743,26 @@ function report(res) {
     p(`| ${label} | ${fmtInt(r)} | ${fmt(median(b.runs.map((x) => x.ms)), 0)} ms | ${fmt(median(b.runs.map((x) => x.processMs)), 0)} ms | ${fmt(r / nat, 2)}× |`);
   };
   row('native (x86_64, opt-level 3, LTO)', c.native);
-  row(`wasm in Chromium, as shipped (opt-level z, wasm-opt -Oz; ${fmt(kb(c.sizes.size), 0)} KB)`, c.size);
-  row(`wasm in Chromium, for speed (opt-level 3, wasm-opt -O3; ${fmt(kb(c.sizes.speed), 0)} KB)`, c.speed);
+  // Results saved before the variants were named in them: two builds, both opt-level z or 3.
+  const labels = c.labels ?? { size: 'as shipped (opt-level z, wasm-opt -Oz', speed: 'for speed (opt-level 3, wasm-opt -O3' };
+  for (const v of CORE_VARIANTS) {
+    if (c[v.key]) row(`wasm in Chromium, ${labels[v.key]}; ${fmt(kb(c.sizes[v.key]), 1)} KB)`, c[v.key]);
+  }
   p();
 
   p('## Memory during the sync');
   p();
   p('Sampled every 100 ms and at every commit in the syncing page: the triesync instance\'s `WebAssembly.Memory` (`buffer.byteLength`; it never shrinks) and `performance.memory.usedJSHeapSize` (precise). Peak overall, and the peak within each quarter of the run by items already committed ("–": no sample fell in that quarter).');
   p();
-  p('| state | peak wasm memory | peak JS heap | wasm by quarter (MiB) | JS heap by quarter (MiB) | JS loop peak heap |');
-  p('|---|---:|---:|---|---|---:|');
+  p('| state | layout | peak wasm memory | peak JS heap | wasm by quarter (MiB) | JS heap by quarter (MiB) | JS loop peak heap |');
+  p('|---|---|---:|---:|---|---|---:|');
   for (const s of S) {
-    const q = s.t.quarters;
-    p(`| ${s.label} | ${fmt(mib(s.t.peakWasm))} MiB | ${fmt(mib(s.t.peakHeap))} MiB | ${q.map((x) => fmt(mib(x.wasm))).join(' / ')} | ${q.map((x) => fmt(mib(x.heap))).join(' / ')} | ${fmt(mib(s.js.peakHeap))} MiB |`);
+    for (const Lk of LAYOUTS) {
+      const t = s.layouts[Lk];
+      if (!t) continue;
+      const q = t.quarters;
+      p(`| ${s.label} | ${LAYOUT_LABEL[Lk]}${dag(t)} | ${fmt(mib(t.peakWasm))} MiB | ${fmt(mib(t.peakHeap))} MiB | ${q.map((x) => fmt(mib(x.wasm))).join(' / ')} | ${q.map((x) => fmt(mib(x.heap))).join(' / ')} | ${s.js ? `${fmt(mib(s.js.peakHeap))} MiB${dag(s.js)}` : '–'} |`);
+    }
   }
   p();
 
@@ -574,19 +775,42 @@ function report(res) {
 
   p('## Targets');
   p();
-  p('| target | measured | |');
-  p('|---|---|---|');
+  p('Each target per layout: the issue\'s ratios are against the one-put-per-item ceiling and the JS loop; for the packed layout the packed ceilings are given beside them.');
+  p();
+  p('| target | layout | measured | |');
+  p('|---|---|---|---|');
   const g = byKey.genesis;
-  if (g) p(`| mainnet-genesis under 1.5 s | ${fmt(g.t.wallMs / 1000, 2)} s | ${mark(g.t.wallMs < 1500)} |`);
-  for (const s of S) p(`| ≥ 0.9 × the one-put-per-item IndexedDB rate (${s.label}) | ${fmt(s.t.rate / s.ceiling['per-item'].rate, 2)}× | ${mark(s.t.rate / s.ceiling['per-item'].rate >= 0.9)} |`);
-  for (const s of S) p(`| ≥ 5 × the JS loop (${s.label}) | ${fmt(s.t.rate / s.js.rate, 2)}× | ${mark(s.t.rate / s.js.rate >= 5)} |`);
-  if (byKey['100k'] && byKey['1m']) {
-    const a = byKey['100k'].t;
-    const b = byKey['1m'].t;
-    const tot = (x) => x.peakWasm + x.peakHeap;
-    p(`| peak memory (wasm + JS heap) for 1m ≤ 2 × that for 100k | ${fmt(mib(tot(b)))} MiB vs ${fmt(mib(tot(a)))} MiB: ${fmt(tot(b) / tot(a), 2)}× (wasm alone ${fmt(b.peakWasm / a.peakWasm, 2)}×) | ${mark(tot(b) <= 2 * tot(a))} |`);
+  for (const Lk of LAYOUTS) {
+    const t = g?.layouts[Lk];
+    if (t) p(`| mainnet-genesis under 1.5 s | ${LAYOUT_LABEL[Lk]} | ${fmt(t.wallMs / 1000, 2)} s${dag(t)} | ${mark(t.wallMs < 1500)} |`);
   }
-  p(`| wasm ≤ 150 KB gzipped | ${fmt(kb(res.size.gzip))} KB | ${mark(res.size.gzip <= 150_000)} |`);
+  for (const s of S) {
+    if (!s.ceiling) continue;
+    const per = { ...s.ceiling['per-item'], from: s.ceiling.from };
+    for (const Lk of LAYOUTS) {
+      const t = s.layouts[Lk];
+      if (!t) continue;
+      const extra = Lk === 'packed' ? ` (packed ceilings: ${ratio(t, { ...s.ceiling['packed-64k'], from: s.ceiling.from })} under 64 KiB, ${ratio(t, { ...s.ceiling['packed-100k'], from: s.ceiling.from })} ~100 KiB)` : '';
+      p(`| ≥ 0.9 × the one-put-per-item IndexedDB rate (${s.label}) | ${LAYOUT_LABEL[Lk]} | ${ratio(t, per)}${extra} | ${mark(t.rate / per.rate >= 0.9)} |`);
+    }
+  }
+  for (const s of S) {
+    if (!s.js) continue;
+    for (const Lk of LAYOUTS) {
+      const t = s.layouts[Lk];
+      if (t) p(`| ≥ 5 × the JS loop (${s.label}) | ${LAYOUT_LABEL[Lk]} | ${ratio(t, s.js)} | ${mark(t.rate / s.js.rate >= 5)} |`);
+    }
+  }
+  if (byKey['100k'] && byKey['1m']) {
+    for (const Lk of LAYOUTS) {
+      const a = byKey['100k'].layouts[Lk];
+      const b = byKey['1m'].layouts[Lk];
+      if (!a || !b) continue;
+      const tot = (x) => x.peakWasm + x.peakHeap;
+      p(`| peak memory (wasm + JS heap) for 1m ≤ 2 × that for 100k | ${LAYOUT_LABEL[Lk]} | ${fmt(mib(tot(b)))} MiB${dag(b)} vs ${fmt(mib(tot(a)))} MiB${dag(a)}: ${fmt(tot(b) / tot(a), 2)}× (wasm alone ${fmt(b.peakWasm / a.peakWasm, 2)}×) | ${mark(tot(b) <= 2 * tot(a))} |`);
+    }
+  }
+  p(`| wasm ≤ 150 KB gzipped | both (one module) | ${fmt(kb(res.size.gzip))} KB | ${mark(res.size.gzip <= 150_000)} |`);
   p();
 
   p('## What the numbers say');
@@ -596,15 +820,24 @@ function report(res) {
 
   p('## Every run');
   p();
-  p('| state | run | load | triesync wall | ceiling per item | packed 64 KiB | packed 100 KiB | JS loop |');
-  p('|---|---:|---:|---:|---:|---:|---:|---:|');
+  p('| state | run | load | triesync packed | triesync per-item | ceiling per item | packed 64 KiB | packed 100 KiB | JS loop |');
+  p('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  const ms = (x) => (x ? `${fmt(x.wallMs, 0)} ms` : '–');
   for (const s of S) {
-    s.runs.forEach((r, i) => {
-      p(`| ${s.label} | ${i + 1} | ${fmt(r.load, 2)} | ${fmt(r.triesync.wallMs, 0)} ms | ${fmt(r.ceiling['per-item'].wallMs, 0)} ms | ${fmt(r.ceiling['packed-64k'].wallMs, 0)} ms | ${fmt(r.ceiling['packed-100k'].wallMs, 0)} ms | ${fmt(r.js.wallMs, 0)} ms |`);
-    });
+    for (const [i, r] of s.runs.entries()) {
+      p(`| ${s.label} | ${i + 1} | ${fmt(r.load, 2)} | ${ms(r.triesync?.packed)} | ${ms(r.triesync?.['per-item'])} | ${ms(r.ceiling?.['per-item'])} | ${ms(r.ceiling?.['packed-64k'])} | ${ms(r.ceiling?.['packed-100k'])} | ${ms(r.js)} |`);
+    }
+    // The earlier run's figures, only those carried over.
+    const take = (x, used) => (used ? ms(x) : '–');
+    const ts = (L) => s.layouts[L]?.from;
+    const ce = s.ceiling?.from;
+    for (const [i, r] of (s.earlier?.runs ?? []).entries()) {
+      if (!(ts('packed') || ts('per-item') || ce || s.js?.from)) break;
+      p(`| ${s.label} | ${i + 1} † | ${fmt(r.load, 2)} | ${take(r.triesync?.packed, ts('packed'))} | ${take(r.triesync?.['per-item'], ts('per-item'))} | ${take(r.ceiling?.['per-item'], ce)} | ${take(r.ceiling?.['packed-64k'], ce)} | ${take(r.ceiling?.['packed-100k'], ce)} | ${take(r.js, s.js?.from)} |`);
+    }
   }
   p();
-  p('Reproduce: `npm run bench` (options after `--`: `--runs N`, `--runs-1m N`, `--states genesis,100k,1m`, `--skip-build`, `--report FILE` to rewrite this file from the saved results of a run). The harness is in `bench/`: `run.mjs` (builds, starts the peer and a static server on 127.0.0.1, drives headless Chromium through playwright-core), `page/` (the in-page measurements), `core/` (the native/wasm core bench, its own cargo workspace).');
+  p('Reproduce: `npm run bench` (options after `--`: `--runs N`, `--runs-1m N`, `--states genesis,100k,1m`, `--layouts packed,per-item`, `--layouts-1m LIST`, `--baselines LIST`, `--merge FILE` to carry over what a run leaves out from an earlier run\'s raw results, `--skip-build`, `--report FILE` to rewrite this file from the saved results of a run; `--help` for all). The harness is in `bench/`: `run.mjs` (builds, starts the peer and a static server on 127.0.0.1, drives headless Chromium through playwright-core), `page/` (the in-page measurements), `core/` (the native/wasm core bench, its own cargo workspace).');
   return L.join('\n') + '\n';
 }
 
@@ -613,8 +846,10 @@ function report(res) {
 async function main() {
   const argv = process.argv.slice(2);
   const opts = parseArgs(argv);
+  const earlier = opts.merge ? normalise(JSON.parse(fs.readFileSync(path.resolve(root, opts.merge), 'utf8'))) : null;
   if (opts.report) {
-    const md = report(JSON.parse(fs.readFileSync(opts.report, 'utf8')));
+    const saved = JSON.parse(fs.readFileSync(opts.report, 'utf8'));
+    const md = report(earlier ? merge(normalise(saved), earlier, opts.merge) : saved);
     console.log(md);
     if (opts.out !== '-') fs.writeFileSync(path.resolve(root, opts.out), md);
     return;
@@ -648,8 +883,8 @@ async function main() {
     chromiumVersion = (await cdp.send('Browser.getVersion')).product;
     await cdp.detach();
 
-    core = { native, sizes: {} };
-    for (const v of ['size', 'speed']) {
+    core = { native, sizes: {}, labels: Object.fromEntries(CORE_VARIANTS.map((v) => [v.key, v.label])) };
+    for (const v of CORE_VARIANTS.map((x) => x.key)) {
       log(`core bench, wasm (${v}) in Chromium`);
       core[v] = await inPage(context, base, 'coreWasm', { variant: v, accounts: CORE_ACCOUNTS, runs: opts.runs });
       core.sizes[v] = fs.statSync(path.join(benchTarget, `wasm-${v}`, 'triesync_bench_core_bg.wasm')).size;
@@ -659,7 +894,11 @@ async function main() {
 
     for (const key of opts.states) {
       const runs = key === '1m' ? opts.runs1m : opts.runs;
-      states.push(await benchState(key, { context, base, peerBin, runs, tmp }));
+      states.push(await benchState(key, { context, base, peerBin, runs, tmp, layouts: layoutsOf(opts, key), baselines: opts.baselines.includes(key) }));
+      // What is measured so far, should a later state fail.
+      fs.mkdirSync(benchTarget, { recursive: true });
+      const partial = { argv, opts, date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), machine: { commit: spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).stdout.trim(), chromium: chromiumVersion, loadStart, loadEnd: os.loadavg()[0] }, size, core, states };
+      fs.writeFileSync(path.join(benchTarget, 'results-partial.json'), JSON.stringify(partial));
     }
     idbFiles = listIdb(path.join(tmp, 'profile'));
   } finally {
@@ -691,6 +930,9 @@ async function main() {
     core,
     states,
   };
+  // The saved results hold what was carried over (state.earlier), so --report alone
+  // renders them again.
+  if (earlier) merge(res, earlier, opts.merge);
   const md = report(res);
   console.log(md);
   log(`done in ${((Date.now() - started) / 60000).toFixed(1)} min`);

@@ -2,8 +2,9 @@
 // Builds the npm package `triesync` from crate/ into pkg/:
 //
 //   1. wasm-pack (target `web`, wasm-opt off so it never downloads binaryen) with the
-//      size-optimised `wasm-release` cargo profile, defined here through CARGO_PROFILE_*
-//      variables so that the native builds and tests keep their own fast profiles;
+//      size-optimised `wasm-release` cargo profile of the root Cargo.toml (opt-level z,
+//      sha3 and keccak at opt-level 3; a profile of its own, so that the native builds and
+//      tests keep their fast profiles);
 //   2. wasm-opt -Oz from the npm `binaryen` package (skip with TRIESYNC_WASM_OPT=0);
 //   3. the package.json of the published package (exports, types, files) and its README;
 //   4. prints the size of the .wasm, raw and gzipped.
@@ -39,16 +40,6 @@ function kib(n) {
   return `${(n / 1024).toFixed(1)} KiB`;
 }
 
-// The wasm-specific release profile: smallest code, whole-program LTO, one codegen unit.
-const profileEnv = {
-  CARGO_PROFILE_WASM_RELEASE_INHERITS: 'release',
-  CARGO_PROFILE_WASM_RELEASE_OPT_LEVEL: 'z',
-  CARGO_PROFILE_WASM_RELEASE_LTO: 'fat',
-  CARGO_PROFILE_WASM_RELEASE_CODEGEN_UNITS: '1',
-  CARGO_PROFILE_WASM_RELEASE_PANIC: 'abort',
-  CARGO_PROFILE_WASM_RELEASE_DEBUG: 'false',
-};
-
 fs.rmSync(out, { recursive: true, force: true });
 run(
   'wasm-pack',
@@ -58,9 +49,9 @@ run(
     '--out-dir', '../pkg',
     '--out-name', 'triesync',
     '--no-opt',
+    // The profile is in the root Cargo.toml.
     ...(dev ? ['--dev'] : ['--profile', 'wasm-release']),
   ],
-  dev ? {} : profileEnv,
 );
 
 const wasmPath = path.join(out, 'triesync_bg.wasm');

@@ -69,8 +69,9 @@ async function loadTriesync() {
   return triesync;
 }
 
-/** One triesync sync from `peer` into a new database. */
-async function triesyncSync({ peer, root, database, sampleMs = 100, check = false }) {
+/** One triesync sync from `peer` into a new database, in `layout` ('packed' or
+ *  'per-item'; the library's default when not given). */
+async function triesyncSync({ peer, root, database, layout = null, sampleMs = 100, check = false }) {
   const { mod, memory } = await loadTriesync();
   await mod.StateDb.deleteDatabase(database);
   gc();
@@ -81,6 +82,7 @@ async function triesyncSync({ peer, root, database, sampleMs = 100, check = fals
     root,
     peers: [peer],
     database,
+    ...(layout ? { layout } : {}),
     onProgress: (p) => {
       commits++;
       mem.take(p.nodes + p.codes);
@@ -90,13 +92,17 @@ async function triesyncSync({ peer, root, database, sampleMs = 100, check = fals
   const wallMs = performance.now() - t0;
   const memory_ = mem.stop(report.nodes + report.codes);
   let counts = null;
+  let dbLayout = null;
   if (check) {
+    // Opened without a layout: the database's own.
     const db = await mod.StateDb.open(database);
     counts = await db.counts();
+    dbLayout = typeof db.layout === 'string' ? db.layout : ((await db.meta())?.layout ?? null);
     db.close();
   }
   const { peers, ...rest } = report;
-  return { wallMs, report: { ...rest, peers: peers.map(({ id, ...p }) => p) }, commits, memory: memory_, counts };
+  // The layout the database was written in.
+  return { wallMs, report: { ...rest, peers: peers.map(({ id, ...p }) => p) }, commits, memory: memory_, counts, layout: dbLayout };
 }
 
 /** The JS peer loop into a new database. */
@@ -243,5 +249,11 @@ async function deleteDatabase({ database }) {
   await deleteDb(database);
 }
 
-window.bench = { triesyncSync, jsLoop, loadNodeSet, ceiling, coreWasm, deleteDatabase };
+/** Deletes a database triesync wrote (whatever its layout), through the library. */
+async function deleteTriesyncDatabase({ database }) {
+  const { mod } = await loadTriesync();
+  await mod.StateDb.deleteDatabase(database);
+}
+
+window.bench = { triesyncSync, jsLoop, loadNodeSet, ceiling, coreWasm, deleteDatabase, deleteTriesyncDatabase };
 window.benchReady = true;
