@@ -10,6 +10,7 @@ use futures::future::{select, Either};
 use futures::FutureExt;
 use js_sys::{Function, Object, Promise, Reflect};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 use triesync_core::store::StoreError;
@@ -52,15 +53,64 @@ impl Drop for AbortOnDrop {
     }
 }
 
+thread_local! {
+    /// Per lock name, requests whose wait was dropped before they settled (a sync cancelled
+    /// while asking for the lock). The lock manager may grant such a request after all; it
+    /// is then released at once, but until that grant has reached this context the lock is
+    /// held, and an immediate next sync would be refused as if another tab wrote.
+    static UNSETTLED: RefCell<HashMap<String, Vec<oneshot::Receiver<()>>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// Longest wait for this context's own abandoned requests to settle (they settle within a
+/// round trip to the lock manager).
+const UNSETTLED_WAIT: Duration = Duration::from_secs(2);
+
+/// Waits until every abandoned request of this context for `name` has settled.
+async fn settle_abandoned(name: &str) {
+    let pending = UNSETTLED.with(|u| u.borrow_mut().remove(name).unwrap_or_default());
+    if pending.is_empty() {
+        return;
+    }
+    let all = futures::future::join_all(pending);
+    let _ = select(Box::pin(all), crate::clock::sleep(UNSETTLED_WAIT)).await;
+}
+
+/// Records the request as abandoned if its wait is dropped before it settled.
+struct SettleWatch {
+    name: String,
+    settled: Option<oneshot::Receiver<()>>,
+}
+
+impl Drop for SettleWatch {
+    fn drop(&mut self) {
+        if let Some(mut rx) = self.settled.take() {
+            if matches!(rx.try_recv(), Ok(None)) {
+                let name = std::mem::take(&mut self.name);
+                UNSETTLED.with(|u| u.borrow_mut().entry(name).or_default().push(rx));
+            }
+        }
+    }
+}
+
 /// Takes the writer lock of `database`: at once if nobody holds it (`wait` zero), or
 /// waiting up to `wait` for the holder to let go; [`StoreError::Locked`] otherwise.
 /// `Ok(None)` when the platform has no Web Locks. Dropping the future withdraws the
-/// request.
+/// request (and the next `acquire` of this context waits for that to have settled).
 pub async fn acquire(database: &str, wait: Duration) -> Result<Option<WriterLock>, StoreError> {
     let locks = get(&get(&js_sys::global(), "navigator"), "locks");
     if locks.is_undefined() || locks.is_null() {
         return Ok(None);
     }
+    let name = lock_name(database);
+    settle_abandoned(&name).await;
+    // Fires once the request has settled (see `on_settled`).
+    let (settled_tx, settled_rx) = oneshot::channel::<()>();
+    let settled_tx = Rc::new(RefCell::new(Some(settled_tx)));
+    let mut watch = SettleWatch {
+        name: name.clone(),
+        settled: Some(settled_rx),
+    };
     let request: Function = get(&locks, "request")
         .dyn_into()
         .map_err(|_| StoreError::Backend("navigator.locks.request is not a function".into()))?;
@@ -96,14 +146,17 @@ pub async fn acquire(database: &str, wait: Duration) -> Result<Option<WriterLock
     };
     let guard = AbortOnDrop(controller.clone());
     let outer: Promise = request
-        .call3(
-            &locks,
-            &JsValue::from_str(&lock_name(database)),
-            &options,
-            &on_grant,
-        )
+        .call3(&locks, &JsValue::from_str(&name), &options, &on_grant)
         .map_err(|e| StoreError::Backend(format!("navigator.locks.request: {e:?}")))?
         .unchecked_into();
+    // The request's promise settles once its lock has been let go (or it was refused or
+    // withdrawn): only then may the next request of this context find the lock free.
+    let on_settled: JsValue = Closure::once_into_js(move |_v: JsValue| {
+        settled_tx.borrow_mut().take();
+    });
+    if let Ok(then) = get(&outer, "then").dyn_into::<Function>() {
+        let _ = then.call2(&outer, &on_settled, &on_settled);
+    }
     // The outer promise settles when the lock is released, or rejects if the request fails
     // (an AbortError when the wait timed out).
     let mut outer = JsFuture::from(outer);
@@ -112,9 +165,13 @@ pub async fn acquire(database: &str, wait: Duration) -> Result<Option<WriterLock
         let timer = crate::clock::sleep(wait);
         match select(select(&mut rx, &mut outer), timer).await {
             Either::Left((Either::Left((granted, _)), _)) => {
+                watch.settled = None;
                 return finish(granted, guard);
             }
-            Either::Left((Either::Right((settled, _)), _)) => return outer_settled(settled),
+            Either::Left((Either::Right((settled, _)), _)) => {
+                watch.settled = None;
+                return outer_settled(settled);
+            }
             Either::Right(((), _)) => {
                 // Withdraw the request; it may have been granted in the meantime.
                 if let Some(c) = &controller {
@@ -123,10 +180,12 @@ pub async fn acquire(database: &str, wait: Duration) -> Result<Option<WriterLock
             }
         }
     }
-    match select(rx, outer).await {
+    let result = match select(rx, outer).await {
         Either::Left((granted, _)) => finish(granted, guard),
         Either::Right((settled, _)) => outer_settled(settled),
-    }
+    };
+    watch.settled = None;
+    result
 }
 
 fn finish(
