@@ -77,7 +77,10 @@ function parseArgs(argv) {
     else if (a === '--states') o.states = list(val());
     else if (a === '--layouts') o.layouts = list(val());
     else if (a === '--layouts-1m') o.layouts1m = list(val());
-    else if (a === '--baselines') o.baselines = val() === 'none' ? [] : list(val());
+    else if (a === '--baselines') {
+      const v = val();
+      o.baselines = v === 'none' ? [] : list(v);
+    }
     else if (a === '--merge') o.merge = val();
     else if (a === '--skip-build') o.skipBuild = true;
     else if (a === '--out') o.out = val();
