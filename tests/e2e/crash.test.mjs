@@ -41,7 +41,9 @@ function rand(n) {
 const fetched = (report) => report.peers.reduce((n, p) => n + p.items, 0);
 
 test(`SIGKILL at ${ROUNDS} moments of a sync (mid-commit included): the store stays sound and the sync resumes`, async (t) => {
-  const peer = await startSyntheticPeer(['--synthetic', '20k', '--delay-ms', '25', '--fault-seed', '1']);
+  // The peer's delay sets the sync's length (the packed layout's writes hardly do): long
+  // enough that most random kills land before the sync ends.
+  const peer = await startSyntheticPeer(['--synthetic', '20k', '--delay-ms', '60', '--fault-seed', '1']);
   const total = peer.info.nodes + peer.info.codes;
   const root = peer.root;
   const peers = [peer.url, peer.wsUrl];
@@ -86,6 +88,10 @@ test(`SIGKILL at ${ROUNDS} moments of a sync (mid-commit included): the store st
     return s;
   }
 
+  // A random kill still pending when its round's sync finished must not fire: kill() also
+  // kills whatever runs on the profile, i.e. the next round's browser.
+  let randomKill = null;
+
   /** Arms the kill for `mode`; resolves when the browser was killed. */
   function arm(mode, b) {
     let fire;
@@ -111,7 +117,7 @@ test(`SIGKILL at ${ROUNDS} moments of a sync (mid-commit included): the store st
         respond();
       }
     };
-    if (mode === 'random') setTimeout(fire, 100 + rand(2500));
+    if (mode === 'random') randomKill = setTimeout(fire, 100 + rand(2500));
     return killed;
   }
 
@@ -189,6 +195,7 @@ test(`SIGKILL at ${ROUNDS} moments of a sync (mid-commit included): the store st
       );
       finished++;
       lastResume = { killed: false };
+      clearTimeout(randomKill);
       onHook = (_e, _q, respond) => respond();
       await browser.close();
     }

@@ -27,7 +27,9 @@ async function result(page, timeout = 120000) {
 const fetched = (report) => report.peers.reduce((n, p) => n + p.items, 0);
 
 test('two tabs on one database: the second waits for the lock (lockTimeoutMs) or gets LOCKED; batches never interleave', async (t) => {
-  const big = await startSyntheticPeer(['--synthetic', '20k', '--delay-ms', '30']);
+  // A's sync must outlast B's three attempts in step 2 (about 1.5 s): with the packed
+  // layout the writes no longer slow it down, so the peer does.
+  const big = await startSyntheticPeer(['--synthetic', '20k', '--delay-ms', '120']);
   const small = await startSyntheticPeer(['--synthetic', '3000,seed=2']);
   const web = await startHarness();
   const b = await launchBrowser();
