@@ -460,6 +460,7 @@ function merge(res, old, file) {
     chromium: old.machine.chromium,
     runs: old.opts.runs,
     runs1m: old.opts.runs1m,
+    size: old.size,
   };
   const states = [];
   for (const key of Object.keys(STATES)) {
@@ -653,6 +654,11 @@ function findings(S, res) {
     out.push(`The one-put rate falls as the database grows: ${fmtInt(a['per-item'].rate)} items/s for ${small.label}${dag(a)}, ${fmtInt(b['per-item'].rate)} for ${big.label}${dag(b)} (LevelDB compacts every small record it holds). Packed records under 64 KiB, which LevelDB stores inline, go from ${fmt(a['per-item'].wallMs / a['packed-64k'].wallMs, 0)}× to ${fmt(b['per-item'].wallMs / b['packed-64k'].wallMs, 0)}× faster than one put per item; ~100 KiB records, which Chromium moves to blob files outside LevelDB, from ${fmt(a['per-item'].wallMs / a['packed-100k'].wallMs, 0)}× to ${fmt(b['per-item'].wallMs / b['packed-100k'].wallMs, 0)}×.`);
   }
   void both;
+  const M = res.merged;
+  if (M?.size) {
+    const d = res.size.gzip - M.size.gzip;
+    out.push(`pkg/triesync_bg.wasm is ${fmt(kb(res.size.gzip))} KB gzipped, ${d >= 0 ? `${fmt(kb(d))} KB more` : `${fmt(kb(-d))} KB less`} than at commit ${M.commit} (${fmt(kb(M.size.gzip))} KB), ${res.size.gzip <= 150_000 ? 'within' : `${fmt(kb(res.size.gzip - 150_000))} KB over`} the 150 KB target.`);
+  }
   if (S.some((s) => Object.values(s.layouts).some((t) => t.n === 1))) {
     out.push('A figure from one run on a shared machine (the 1m state) is good to about ±40%: ratios between measurements taken minutes apart, under a load that changes, are rough.');
   }
@@ -684,7 +690,7 @@ function report(res) {
   if (M) p(`| carried over (†) | from the run of ${M.date} on commit ${M.commit} (${M.chromium}; load average ${fmt(M.loadStart, 2)} at its start, ${fmt(M.loadEnd, 2)} at its end), raw results \`${M.file}\` |`);
   p();
   const n1m = byKey['1m'] && Object.values(byKey['1m'].layouts).some((t) => !t.from) ? res.opts.runs1m : null;
-  p(`Each figure is the median of ${res.opts.runs} runs${n1m !== null && n1m !== res.opts.runs ? ` (synthetic 1m: ${n1m} run${n1m > 1 ? 's' : ''})` : ''}. "items" are trie nodes plus contract codes; rates are items (or bytes) over wall time. triesync writes them in one of two layouts: **packed** (the default of a new database: items packed into large records, with an index of its own for lookups by hash) or **one record per item** (\`layout: 'per-item'\`). The peer is the reference peer (\`target/release/triesync-peer\`, binary HTTP) on 127.0.0.1, sharing the machine's cores with the browser.`);
+  p(`Each figure is the median of ${res.opts.runs} runs${n1m !== null && n1m !== res.opts.runs ? ` (synthetic 1m: ${n1m} run${n1m > 1 ? 's' : ''})` : ''}. "items" are trie nodes plus contract codes; rates are items (or bytes) over wall time. triesync writes them in one of two layouts: **packed** (the default of a new database: items many to a record, in sorted runs of pages with a page index and a Bloom filter per run for lookups by hash; core/src/packed) or **one record per item** (\`layout: 'per-item'\`). The peer is the reference peer (\`target/release/triesync-peer\`, binary HTTP) on 127.0.0.1, sharing the machine's cores with the browser.`);
   if (M) {
     const carried = [];
     for (const s of S) {
@@ -783,6 +789,7 @@ function report(res) {
   p(`| file | raw | gzip -9 | brotli |`);
   p('|---|---:|---:|---:|');
   p(`| pkg/triesync_bg.wasm | ${fmt(kb(res.size.raw))} KB | ${fmt(kb(res.size.gzip))} KB | ${fmt(kb(res.size.brotli))} KB |`);
+  if (M?.size) p(`| the same at commit ${M.commit} (the run carried over from) † | ${fmt(kb(M.size.raw))} KB | ${fmt(kb(M.size.gzip))} KB | ${fmt(kb(M.size.brotli))} KB |`);
   p();
 
   p('## Targets');
