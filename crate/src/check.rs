@@ -20,7 +20,6 @@ use crate::db::{read_pages, read_runs, Db, PackedDb, SCAN_PAGES};
 use crate::idb_records::IdbRecords;
 use crate::idb_store::IdbStore;
 use serde::Serialize;
-use std::collections::BTreeSet;
 use triesync_core::nodes::{decode_node, ChildRef, Node};
 use triesync_core::packed::codec::{item_key, raw_key, RawKey};
 use triesync_core::packed::run::RunDesc;
@@ -139,11 +138,10 @@ impl Checker {
     /// changed meanwhile (packed), the scan must start over.
     async fn flush(&mut self, lookup: Lookup<'_>) -> Result<bool, StoreError> {
         // Shared subtries and codes are referenced many times: look each up once.
-        let refs: Vec<ItemKey> = std::mem::take(&mut self.refs)
-            .into_iter()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        // Sorted and deduplicated in place (as a BTreeSet would, without its code).
+        let mut refs: Vec<ItemKey> = std::mem::take(&mut self.refs);
+        refs.sort_unstable();
+        refs.dedup();
         for chunk in refs.chunks(4096) {
             let present = match lookup {
                 Lookup::Store(store) => store.contains(chunk).await?,
@@ -303,11 +301,14 @@ async fn present_in_runs(
     }
     if gone {
         let ids: Vec<u64> = runs.iter().map(|r| r.id).collect();
-        let mut now = db_run_ids(records).await?;
-        now.sort_unstable();
-        let mut then = ids;
-        then.sort_unstable();
-        if now != then {
+        // Compared as sorted (id, 0) pairs: the sort instantiation the page lookups use
+        // (wasm size).
+        let sorted = |ids: Vec<u64>| {
+            let mut v: Vec<(u64, usize)> = ids.into_iter().map(|id| (id, 0)).collect();
+            v.sort_unstable();
+            v
+        };
+        if sorted(db_run_ids(records).await?) != sorted(ids) {
             return Ok(None);
         }
     }

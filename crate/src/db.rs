@@ -22,6 +22,7 @@ use std::rc::Rc;
 use triesync_core::packed::backend::{Put, META_KEY};
 use triesync_core::packed::codec::decode_meta;
 use triesync_core::packed::page::Page;
+use triesync_core::packed::run::by_seq;
 use triesync_core::packed::run::RunDesc;
 use triesync_core::packed::{PackedConfig, PackedStore, RecordBackend, Table};
 use triesync_core::store::{Batch, ItemKey, Kind, Store, StoreError, SyncMeta};
@@ -228,8 +229,7 @@ pub async fn read_runs(records: &IdbRecords) -> Result<Vec<RunDesc>, StoreError>
     for (_, bytes) in records.get_all(Table::Runs).await? {
         runs.push(RunDesc::decode(&bytes)?);
     }
-    runs.sort_by_key(|r| r.seq);
-    Ok(runs)
+    Ok(by_seq(runs, |r| r.seq))
 }
 
 /// The pages `ids` (None where absent) parsed, or the parse error of each.

@@ -6,7 +6,7 @@ use super::codec::{
 };
 use super::compaction;
 use super::page::Page;
-use super::run::{RunDesc, RunWriter};
+use super::run::{by_seq, RunDesc, RunWriter};
 use super::PackedConfig;
 use crate::store::{Batch, ItemKey, Store, StoreError, SyncMeta};
 use std::cell::{Cell, RefCell};
@@ -134,7 +134,7 @@ impl<B: RecordBackend> PackedStore<B> {
             referenced.extend(desc.pages.iter().map(|p| p.id));
             runs.push(Rc::new(desc));
         }
-        runs.sort_by_key(|r| r.seq);
+        let runs = by_seq(runs, |r| r.seq);
         let meta = match backend.get(Table::Meta, &[META_KEY]).await?.pop().flatten() {
             Some(bytes) => Some(decode_meta(&bytes)?),
             None => None,
@@ -306,7 +306,7 @@ impl<B: RecordBackend> PackedStore<B> {
                     let mut state = self.state.borrow_mut();
                     state.runs.retain(|r| !gone.contains(&r.id));
                     state.runs.push(Rc::new(desc));
-                    state.runs.sort_by_key(|r| r.seq);
+                    state.runs = by_seq(std::mem::take(&mut state.runs), |r| r.seq);
                     state.generation += 1;
                 }
                 self.cache.borrow_mut().forget(&old_pages);
@@ -473,7 +473,7 @@ impl<B: RecordBackend> Store for PackedStore<B> {
             let mut state = self.state.borrow_mut();
             if let Some(desc) = run {
                 state.runs.push(Rc::new(desc));
-                state.runs.sort_by_key(|r| r.seq);
+                state.runs = by_seq(std::mem::take(&mut state.runs), |r| r.seq);
             }
             state.meta = Some(meta.clone());
             state.generation += 1;
