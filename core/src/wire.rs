@@ -193,15 +193,23 @@ pub fn rpc_key(hash: &H256, code: bool) -> String {
 }
 
 /// A batched `debug_dbGet` request with ids `0..keys.len()`.
+/// Written directly (keys and hex need no escaping), as serde_json writes the same calls
+/// (keys in order), without its value serializer in the wasm.
 pub fn encode_rpc_batch(keys: &[(H256, bool)]) -> String {
-    let calls: Vec<serde_json::Value> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, (h, code))| {
-            serde_json::json!({"jsonrpc": "2.0", "id": i, "method": "debug_dbGet", "params": [rpc_key(h, *code)]})
-        })
-        .collect();
-    serde_json::Value::Array(calls).to_string()
+    let mut out = String::with_capacity(2 + keys.len() * 150);
+    out.push('[');
+    for (i, (h, code)) in keys.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"id\":");
+        out.push_str(&i.to_string());
+        out.push_str(",\"jsonrpc\":\"2.0\",\"method\":\"debug_dbGet\",\"params\":[\"");
+        out.push_str(&rpc_key(h, *code));
+        out.push_str("\"]}");
+    }
+    out.push(']');
+    out
 }
 
 /// Reads the answer to [`encode_rpc_batch`] of `asked` calls: the values of the calls that
@@ -293,6 +301,21 @@ mod tests {
         ));
         assert!(decode_ws_response(&encode_blobs(&[vec![1]]), 10).is_err());
         assert!(decode_blobs(b"<html>502</html>", 10).is_err());
+    }
+
+    #[test]
+    fn rpc_batch_is_what_serde_json_writes() {
+        let keys: Vec<(H256, bool)> = (0..12u8).map(|i| (keccak256(&[i]), i % 3 == 0)).collect();
+        for n in [0, 1, 2, 12] {
+            let calls: Vec<serde_json::Value> = keys[..n]
+                .iter()
+                .enumerate()
+                .map(|(i, (h, code))| {
+                    serde_json::json!({"jsonrpc": "2.0", "id": i, "method": "debug_dbGet", "params": [rpc_key(h, *code)]})
+                })
+                .collect();
+            assert_eq!(encode_rpc_batch(&keys[..n]), serde_json::Value::Array(calls).to_string());
+        }
     }
 
     #[test]

@@ -824,9 +824,16 @@ impl StateDb {
         let store = self.store.clone();
         promise(async move {
             let (nodes, codes) = store.counts().await?;
-            Ok(to_js(
-                &serde_json::json!({ "nodes": nodes, "codes": codes }),
-            ))
+            // As serde-wasm-bindgen's json_compatible serializer made it from a JSON map
+            // (keys in order; null for an integer past 2^53 - 1), without its code.
+            const MAX_SAFE: u64 = (1 << 53) - 1;
+            if nodes > MAX_SAFE || codes > MAX_SAFE {
+                return Ok(JsValue::NULL);
+            }
+            let o = Object::new();
+            let _ = Reflect::set(&o, &"codes".into(), &JsValue::from_f64(codes as f64));
+            let _ = Reflect::set(&o, &"nodes".into(), &JsValue::from_f64(nodes as f64));
+            Ok(o.into())
         })
     }
 
