@@ -122,7 +122,16 @@ export interface Progress {
   reused: number;
   elapsedMs: number;
   seconds: number;
-  timings: { processMs: number; commitMs: number; checkMs: number; waitMs: number };
+  /** ms spent: hashing/decoding/scheduling, writing batches (in the background, so it
+   *  overlaps the rest), store lookups, and waiting in all = for peers + for the write. */
+  timings: {
+    processMs: number;
+    commitMs: number;
+    checkMs: number;
+    waitMs: number;
+    peerWaitMs: number;
+    writeWaitMs: number;
+  };
   peers: PeerStats[];
   /** The origin's storage as `navigator.storage.estimate()` last reported it (refreshed
    *  after commits, fresh in the final report), or null where it is not available. */
