@@ -314,7 +314,10 @@ mod tests {
                     serde_json::json!({"jsonrpc": "2.0", "id": i, "method": "debug_dbGet", "params": [rpc_key(h, *code)]})
                 })
                 .collect();
-            assert_eq!(encode_rpc_batch(&keys[..n]), serde_json::Value::Array(calls).to_string());
+            assert_eq!(
+                encode_rpc_batch(&keys[..n]),
+                serde_json::Value::Array(calls).to_string()
+            );
         }
     }
 

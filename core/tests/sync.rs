@@ -773,15 +773,14 @@ fn test_scheduler_memory_is_bounded_on_100k_accounts() {
     );
 }
 
-/// A store whose writes land only when another task of the same single-threaded executor
-/// gets to run, as IndexedDB's do in a browser: a driver that waited without yielding
-/// would never see its write land.
-struct EventLoopStore {
+/// A memory store whose every write first waits for `gate` (a sleep, or a signal from
+/// another task), as a real disk's writes take time off the calling task.
+struct GatedStore {
     inner: MemoryStore,
-    landing: Rc<std::cell::RefCell<Vec<futures::channel::oneshot::Sender<()>>>>,
+    gate: Box<dyn Fn() -> futures::future::LocalBoxFuture<'static, ()>>,
 }
 
-impl Store for EventLoopStore {
+impl Store for GatedStore {
     async fn contains(
         &self,
         keys: &[ItemKey],
@@ -799,10 +798,7 @@ impl Store for EventLoopStore {
         batch: &triesync_core::store::Batch,
         meta: &SyncMeta,
     ) -> Result<(), triesync_core::store::StoreError> {
-        let (tx, rx) = futures::channel::oneshot::channel();
-        self.landing.borrow_mut().push(tx);
-        rx.await
-            .expect("the event loop task lives as long as the sync");
+        (self.gate)().await;
         self.inner.write(batch, meta).await
     }
     async fn meta(&self) -> Result<Option<SyncMeta>, triesync_core::store::StoreError> {
@@ -810,6 +806,15 @@ impl Store for EventLoopStore {
     }
     async fn frontier(&self) -> Result<Vec<Vec<u8>>, triesync_core::store::StoreError> {
         self.inner.frontier().await
+    }
+}
+
+/// A store whose every write takes `delay` on `clock` (the executor is free meanwhile).
+fn slow_store(clock: &ThreadClock, delay: Duration) -> GatedStore {
+    let clock = clock.clone();
+    GatedStore {
+        inner: MemoryStore::new(),
+        gate: Box::new(move || triesync_core::peer::Clock::sleep(&clock, delay)),
     }
 }
 
@@ -821,12 +826,24 @@ fn test_driver_yields_to_the_event_loop_while_a_write_is_pending() {
     std::thread::spawn(move || {
         use futures::task::LocalSpawnExt;
         let state = fixture("mainnet-genesis");
-        let store = EventLoopStore {
+        // Writes land only when another task of this single-threaded executor gets to
+        // run, as IndexedDB's do in a browser: a driver that waited without yielding would
+        // never see its write land.
+        let landing: Rc<std::cell::RefCell<Vec<futures::channel::oneshot::Sender<()>>>> =
+            Rc::default();
+        let gate_landing = landing.clone();
+        let store = GatedStore {
             inner: MemoryStore::new(),
-            landing: Rc::default(),
+            gate: Box::new(move || {
+                let (tx, rx) = futures::channel::oneshot::channel();
+                gate_landing.borrow_mut().push(tx);
+                Box::pin(async move {
+                    rx.await
+                        .expect("the event loop task lives as long as the sync")
+                })
+            }),
         };
         let mut pool = futures::executor::LocalPool::new();
-        let landing = store.landing.clone();
         pool.spawner()
             .spawn_local(async move {
                 loop {
@@ -865,42 +882,6 @@ fn test_driver_yields_to_the_event_loop_while_a_write_is_pending() {
     assert!(synced, "{result}");
 }
 
-/// A store whose every write takes `delay` (on the clock: the executor is free meanwhile).
-struct SlowStore {
-    inner: MemoryStore,
-    clock: ThreadClock,
-    delay: Duration,
-}
-
-impl Store for SlowStore {
-    async fn contains(
-        &self,
-        keys: &[ItemKey],
-    ) -> Result<Vec<bool>, triesync_core::store::StoreError> {
-        self.inner.contains(keys).await
-    }
-    async fn get_many(
-        &self,
-        keys: &[ItemKey],
-    ) -> Result<Vec<Option<Vec<u8>>>, triesync_core::store::StoreError> {
-        self.inner.get_many(keys).await
-    }
-    async fn write(
-        &self,
-        batch: &triesync_core::store::Batch,
-        meta: &SyncMeta,
-    ) -> Result<(), triesync_core::store::StoreError> {
-        triesync_core::peer::Clock::sleep(&self.clock, self.delay).await;
-        self.inner.write(batch, meta).await
-    }
-    async fn meta(&self) -> Result<Option<SyncMeta>, triesync_core::store::StoreError> {
-        self.inner.meta().await
-    }
-    async fn frontier(&self) -> Result<Vec<Vec<u8>>, triesync_core::store::StoreError> {
-        self.inner.frontier().await
-    }
-}
-
 /// `waitMs` is split into waiting for peers and waiting for the background write: with a
 /// slow store and an instant peer the write wait dominates, with a slow peer and an instant
 /// store the peer wait does; the two add up to the total.
@@ -911,10 +892,11 @@ fn test_driver_wait_split_between_peers_and_the_write() {
         batch_bytes: 16 * 1024,
         ..SyncConfig::default()
     };
-    let run = |store: &SlowStore, peer: MemoryPeer| {
+    let clock = ThreadClock::new();
+    let run = |store: &GatedStore, peer: MemoryPeer| {
         let (syncer, handle) = Syncer::new(state.root, config.clone());
         handle.add_peer(Rc::new(peer));
-        let report = block_on(syncer.run(store, &store.clock, &mut |_| {})).unwrap();
+        let report = block_on(syncer.run(store, &clock, &mut |_| {})).unwrap();
         assert!(report.complete);
         assert_eq!(store.inner.count(Kind::Node), state.nodes.len());
         let t = &report.timings;
@@ -930,11 +912,7 @@ fn test_driver_wait_split_between_peers_and_the_write() {
     };
 
     // Slow store (20 ms a write), instant peer.
-    let store = SlowStore {
-        inner: MemoryStore::new(),
-        clock: ThreadClock::new(),
-        delay: Duration::from_millis(20),
-    };
+    let store = slow_store(&clock, Duration::from_millis(20));
     let report = run(&store, MemoryPeer::new("p", &state, Behaviour::Honest));
     let t = &report.timings;
     // Every background write but the last (awaited on exit) is waited for in the loop.
@@ -944,16 +922,12 @@ fn test_driver_wait_split_between_peers_and_the_write() {
     assert!(t.write_wait_ms > 4.0 * t.peer_wait_ms, "{t:?}");
 
     // Slow peer (20 ms an answer), instant store.
-    let store = SlowStore {
-        inner: MemoryStore::new(),
-        clock: ThreadClock::new(),
-        delay: Duration::ZERO,
-    };
-    let clock: Rc<dyn triesync_core::peer::Clock> = Rc::new(store.clock.clone());
+    let store = slow_store(&clock, Duration::ZERO);
+    let peer_clock: Rc<dyn triesync_core::peer::Clock> = Rc::new(clock.clone());
     let peer = MemoryPeer::new(
         "p",
         &state,
-        Behaviour::Delay(Duration::from_millis(20), clock),
+        Behaviour::Delay(Duration::from_millis(20), peer_clock),
     );
     let report = run(&store, peer);
     let t = &report.timings;
