@@ -106,7 +106,6 @@ pub async fn acquire(database: &str, wait: Duration) -> Result<Option<WriterLock
     settle_abandoned(&name).await;
     // Fires once the request has settled (see `on_settled`).
     let (settled_tx, settled_rx) = oneshot::channel::<()>();
-    let settled_tx = Rc::new(RefCell::new(Some(settled_tx)));
     let mut watch = SettleWatch {
         name: name.clone(),
         settled: Some(settled_rx),
@@ -151,9 +150,7 @@ pub async fn acquire(database: &str, wait: Duration) -> Result<Option<WriterLock
         .unchecked_into();
     // The request's promise settles once its lock has been let go (or it was refused or
     // withdrawn): only then may the next request of this context find the lock free.
-    let on_settled: JsValue = Closure::once_into_js(move |_v: JsValue| {
-        settled_tx.borrow_mut().take();
-    });
+    let on_settled: JsValue = Closure::once_into_js(move |_v: JsValue| drop(settled_tx));
     if let Ok(then) = get(&outer, "then").dyn_into::<Function>() {
         let _ = then.call2(&outer, &on_settled, &on_settled);
     }

@@ -93,6 +93,15 @@ probability --flood-rate, drawn from the same seeded sequence):
 The first line on stdout is `listening http://HOST:PORT root 0x<root>`.
 ";
 
+/// Splits `--flag=value` into the flag and its inline value; any other argument is a flag
+/// (or value) with no inline value.
+pub fn split_flag(arg: &str) -> (String, Option<String>) {
+    match arg.split_once('=') {
+        Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+        _ => (arg.to_string(), None),
+    }
+}
+
 /// Parses a count with an optional suffix from `suffixes` (letter, multiplier).
 fn parse_scaled(s: &str, suffixes: &[(u8, usize)]) -> Option<usize> {
     let t = s.trim().replace('_', "").to_ascii_lowercase();
@@ -210,10 +219,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         limits: Limits::default(),
     };
     while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
+        let (flag, inline) = split_flag(&arg);
         let mut value = || -> Result<String, String> {
             match &inline {
                 Some(v) => Ok(v.clone()),

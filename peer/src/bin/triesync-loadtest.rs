@@ -128,10 +128,7 @@ fn parse_args(args: Vec<String>) -> Result<Args, String> {
     let mut explicit: HashSet<&'static str> = HashSet::new();
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
+        let (flag, inline) = triesync_peer::cli::split_flag(&arg);
         let mut value = || -> Result<String, String> {
             match &inline {
                 Some(v) => Ok(v.clone()),
@@ -982,6 +979,28 @@ struct AbuseStats {
 }
 
 impl AbuseStats {
+    /// Connects with `open` until it succeeds (an attempt) or the run stops (`None`); each
+    /// failure is counted and followed by a pause of `backoff`.
+    async fn reconnect<T, F>(&self, ctx: &Ctx, backoff: Duration, open: impl Fn() -> F) -> Option<T>
+    where
+        F: std::future::Future<Output = Result<T, String>>,
+    {
+        while !ctx.stopped() {
+            match open().await {
+                Ok(conn) => {
+                    self.attempts.fetch_add(1, Ordering::Relaxed);
+                    return Some(conn);
+                }
+                Err(_) => self.connect_failed(ctx, backoff).await,
+            }
+        }
+        None
+    }
+    /// Counts a failed connection and pauses `backoff` (less if the run stops).
+    async fn connect_failed(&self, ctx: &Ctx, backoff: Duration) {
+        self.connect_failures.fetch_add(1, Ordering::Relaxed);
+        ctx.sleep_or_stop(backoff).await;
+    }
     fn ok(&self) {
         self.expected.fetch_add(1, Ordering::Relaxed);
     }
@@ -1040,16 +1059,8 @@ async fn wait_closed(ctx: &Ctx, s: &mut TcpStream) -> bool {
 /// (its header timeout).
 async fn slowloris(ctx: Ctx, st: Arc<AbuseStats>, interval: Duration) {
     let head = b"POST /v1/nodes HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nX-Slow: ";
-    while !ctx.stopped() {
-        let mut s = match connect(&ctx.addr, Duration::from_secs(60)).await {
-            Ok(s) => s,
-            Err(_) => {
-                st.connect_failures.fetch_add(1, Ordering::Relaxed);
-                ctx.sleep_or_stop(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        st.attempts.fetch_add(1, Ordering::Relaxed);
+    let open = || connect(&ctx.addr, Duration::from_secs(60));
+    while let Some(mut s) = st.reconnect(&ctx, Duration::from_millis(200), open).await {
         let t0 = Instant::now();
         let mut i = 0usize;
         let mut buf = [0u8; 1024];
@@ -1097,8 +1108,7 @@ async fn oversized(ctx: Ctx, st: Arc<AbuseStats>, seed: u64, body_timeout: Durat
         let s = match connect(&ctx.addr, Duration::from_secs(60)).await {
             Ok(s) => s,
             Err(_) => {
-                st.connect_failures.fetch_add(1, Ordering::Relaxed);
-                ctx.sleep_or_stop(Duration::from_millis(200)).await;
+                st.connect_failed(&ctx, Duration::from_millis(200)).await;
                 continue;
             }
         };
@@ -1301,16 +1311,8 @@ async fn garbage(ctx: Ctx, st: Arc<AbuseStats>, seed: u64) {
 /// A WebSocket client that sends requests as fast as it can (far past the in-flight
 /// limit) and reads the answers: each request must be answered, none twice.
 async fn ws_flood(ctx: Ctx, st: Arc<AbuseStats>) {
-    while !ctx.stopped() {
-        let ws = match ws_connect(&ctx.addr, Duration::from_secs(60)).await {
-            Ok(ws) => ws,
-            Err(_) => {
-                st.connect_failures.fetch_add(1, Ordering::Relaxed);
-                ctx.sleep_or_stop(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        st.attempts.fetch_add(1, Ordering::Relaxed);
+    let open = || ws_connect(&ctx.addr, Duration::from_secs(60));
+    while let Some(ws) = st.reconnect(&ctx, Duration::from_millis(200), open).await {
         let (mut tx, mut rx) = ws.split();
         let sent = Arc::new(AtomicU64::new(0));
         let writer = {
@@ -1457,26 +1459,15 @@ async fn no_read(ctx: Ctx, st: Arc<AbuseStats>, which: usize) {
         .await;
         match result {
             Ok(()) => st.ok(),
-            Err(_) => {
-                st.connect_failures.fetch_add(1, Ordering::Relaxed);
-                ctx.sleep_or_stop(Duration::from_millis(200)).await;
-            }
+            Err(_) => st.connect_failed(&ctx, Duration::from_millis(200)).await,
         }
     }
 }
 
 /// An idle TCP connection that never sends anything, reopened whenever the server cuts it.
 async fn conn_flood(ctx: Ctx, st: Arc<AbuseStats>) {
-    while !ctx.stopped() {
-        let mut s = match connect(&ctx.addr, Duration::from_secs(60)).await {
-            Ok(s) => s,
-            Err(_) => {
-                st.connect_failures.fetch_add(1, Ordering::Relaxed);
-                ctx.sleep_or_stop(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        st.attempts.fetch_add(1, Ordering::Relaxed);
+    let open = || connect(&ctx.addr, Duration::from_secs(60));
+    while let Some(mut s) = st.reconnect(&ctx, Duration::from_millis(500), open).await {
         let t0 = Instant::now();
         if wait_closed(&ctx, &mut s).await {
             st.cut.fetch_add(1, Ordering::Relaxed);
@@ -1488,16 +1479,8 @@ async fn conn_flood(ctx: Ctx, st: Arc<AbuseStats>) {
 
 /// An idle WebSocket, reopened whenever the server closes it.
 async fn ws_idle(ctx: Ctx, st: Arc<AbuseStats>) {
-    while !ctx.stopped() {
-        let mut ws = match ws_connect(&ctx.addr, Duration::from_secs(60)).await {
-            Ok(ws) => ws,
-            Err(_) => {
-                st.connect_failures.fetch_add(1, Ordering::Relaxed);
-                ctx.sleep_or_stop(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        st.attempts.fetch_add(1, Ordering::Relaxed);
+    let open = || ws_connect(&ctx.addr, Duration::from_secs(60));
+    while let Some(mut ws) = st.reconnect(&ctx, Duration::from_millis(500), open).await {
         let t0 = Instant::now();
         tokio::select! {
             _ = async { while let Some(Ok(_)) = ws.next().await {} } => {
