@@ -58,7 +58,12 @@ test(`SIGKILL at ${ROUNDS} moments of a sync (mid-commit included): the store st
     fs.rmSync(profile, { recursive: true, force: true });
   });
 
+  // Each line is printed as it happens too, so that a failing run shows its rounds.
   const log = [];
+  const note = (line) => {
+    log.push(line);
+    console.log(line);
+  };
   const counts = Object.fromEntries(MODES.map((m) => [m, 0]));
   let kills = 0;
   let finished = 0;
@@ -91,12 +96,16 @@ test(`SIGKILL at ${ROUNDS} moments of a sync (mid-commit included): the store st
   // A random kill still pending when its round's sync finished must not fire: kill() also
   // kills whatever runs on the profile, i.e. the next round's browser.
   let randomKill = null;
+  // Set when a kill has begun: a sync that reports its end while the browser is being
+  // killed was killed all the same (its round counts as a kill, not as a finished sync).
+  let killing = false;
 
   /** Arms the kill for `mode`; resolves when the browser was killed. */
   function arm(mode, b) {
     let fire;
     const killed = new Promise((resolve) => {
       fire = async () => {
+        killing = true;
         await b.kill();
         resolve(true);
       };
@@ -134,7 +143,7 @@ test(`SIGKILL at ${ROUNDS} moments of a sync (mid-commit included): the store st
       assert.equal(before, 0, `round ${round}: ${storedAtStart} items stored, ${before} after the kill`);
       assert.equal(s.meta, null);
       discarded++;
-      log.push(`round ${round}: the browser discarded the database after the last kill (${storedAtStart} items were stored)`);
+      note(`round ${round}: the browser discarded the database after the last kill (${storedAtStart} items were stored)`);
     }
     if (lastResume && !lastResume.killed) {
       // The last sync finished: it fetched only what was missing when it started.
@@ -143,7 +152,7 @@ test(`SIGKILL at ${ROUNDS} moments of a sync (mid-commit included): the store st
     if (s.meta?.complete) {
       // Start over, so that there is a sync to kill.
       assert.equal(before, total);
-      log.push(`round ${round}: the state is complete; starting over`);
+      note(`round ${round}: the state is complete; starting over`);
       await page.evaluate((d) => window.triesync.StateDb.deleteDatabase(d), DATABASE);
     } else if (before > 0 && round % 5 === 1) {
       // Lookups on the partial store: MISSING, named readably.
@@ -169,6 +178,7 @@ test(`SIGKILL at ${ROUNDS} moments of a sync (mid-commit included): the store st
     // The moment with the fewest kills so far (a random kill that came after its sync had
     // finished is tried again), so every moment gets its share of the kills.
     const mode = MODES.reduce((a, b) => (counts[b] < counts[a] ? b : a));
+    killing = false;
     const killed = arm(mode, browser);
     await page.evaluate(() => {
       window.hook.mode = 'report';
@@ -178,7 +188,12 @@ test(`SIGKILL at ${ROUNDS} moments of a sync (mid-commit included): the store st
       .waitForFunction(() => window.sync.result !== null, null, { timeout: 120000, polling: 50 })
       .then(() => page.evaluate(() => window.sync.result))
       .catch(() => null);
-    const outcome = await Promise.race([killed.then(() => 'killed'), done]);
+    let outcome = await Promise.race([killed.then(() => 'killed'), done]);
+    if (outcome !== 'killed' && killing) {
+      // The sync ended just as its kill began: the kill lands all the same.
+      await killed;
+      outcome = 'killed';
+    }
     if (outcome === null) {
       // The page went away: only the kill does that.
       assert.equal(await Promise.race([killed, new Promise((r) => setTimeout(() => r(false), 10000))]), true, 'the page died without a kill');
@@ -186,12 +201,12 @@ test(`SIGKILL at ${ROUNDS} moments of a sync (mid-commit included): the store st
     if (outcome === 'killed' || outcome === null) {
       kills++;
       counts[mode]++;
-      log.push(`round ${round}: killed (${mode}) with ${committedBefore} of ${total} items stored before`);
+      note(`round ${round}: killed (${mode}) with ${committedBefore} of ${total} items stored before`);
       lastResume = { killed: true };
     } else {
       assert.equal(outcome.ok, true, `sync failed: ${outcome.code} ${outcome.message}`);
       const got = fetched(outcome.report);
-      log.push(`round ${round}: finished (${mode} never came) after ${Math.round(outcome.ms)} ms, fetched ${got}, ${committedBefore} stored before`);
+      note(`round ${round}: finished (${mode} never came) after ${Math.round(outcome.ms)} ms, fetched ${got}, ${committedBefore} stored before`);
       assert.ok(
         got <= total - committedBefore + SLACK,
         `fetched ${got} items with ${committedBefore} of ${total} stored before`,
@@ -214,7 +229,7 @@ test(`SIGKILL at ${ROUNDS} moments of a sync (mid-commit included): the store st
   if (committedBefore < storedAtStart) {
     assert.equal(committedBefore, 0);
     discarded++;
-    log.push(`final: the browser discarded the database after the last kill (${storedAtStart} items were stored)`);
+    note(`final: the browser discarded the database after the last kill (${storedAtStart} items were stored)`);
   }
   await browser.page.evaluate(([r, p, d]) => window.startSync({ root: r, peers: p, database: d }), [root, peers, DATABASE]);
   await browser.page.waitForFunction(() => window.sync.result !== null, null, { timeout: 120000, polling: 100 });
@@ -222,13 +237,12 @@ test(`SIGKILL at ${ROUNDS} moments of a sync (mid-commit included): the store st
   assert.equal(result.ok, true, `final sync: ${result.code} ${result.message}`);
   assert.equal(result.report.complete, true);
   const got = fetched(result.report);
-  log.push(`final: fetched ${got} with ${committedBefore} of ${total} stored before, ${Math.round(result.ms)} ms`);
+  note(`final: fetched ${got} with ${committedBefore} of ${total} stored before, ${Math.round(result.ms)} ms`);
   assert.ok(got <= total - committedBefore + SLACK, `final sync fetched ${got} with ${committedBefore} of ${total} stored`);
   const end = await inspect(browser.page, 'at the end');
   assert.equal(end.verify.complete, true);
   assert.equal(end.counts.nodes, peer.info.nodes);
   assert.equal(end.counts.codes, peer.info.codes);
-  console.log(log.join('\n'));
   console.log(
     `kills by moment: ${JSON.stringify(counts)}; ${finished} syncs finished before their kill; ` +
       `${discarded} times Chromium discarded the database as corrupt`,
