@@ -4,8 +4,10 @@
 # genesis state (fixtures/mainnet-genesis.json) and serves the demo page. Prints the URL to
 # open; Ctrl-C stops everything.
 #
-# Environment: PEER_PORT (default 8547), DEMO_PORT (default 8080; the next free port is
-# taken if busy), DEMO_HOST (default 127.0.0.1), TRIESYNC_SKIP_BUILD=1 (reuse pkg/, dist/).
+# Environment: PEER_PORT (default 8547; a free port is taken if busy; 0: any free port),
+# DEMO_PORT (default 8080; the next free port is taken if busy; 0: any free port),
+# DEMO_HOST (default 127.0.0.1), TRIESYNC_SKIP_BUILD=1 (reuse pkg/, dist/ and the peer),
+# TRIESYNC_PEER_BIN (default target/release/triesync-peer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -14,6 +16,7 @@ PEER_PORT=${PEER_PORT:-8547}
 DEMO_PORT=${DEMO_PORT:-8080}
 DEMO_HOST=${DEMO_HOST:-127.0.0.1}
 STATE=fixtures/mainnet-genesis.json
+PEER_BIN=${TRIESYNC_PEER_BIN:-target/release/triesync-peer}
 
 step() { printf '\n==== %s ====\n' "$*"; }
 
@@ -44,14 +47,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start_peer PORT: sets peer_pid and peer_line (its `listening ...` line). The peer's stdin
+# start_peer PORT ATTEMPT: sets peer_pid and peer_line (its `listening ...` line). The peer's stdin
 # is a FIFO this script holds open, so with --exit-on-stdin-close it also stops if this
 # script is killed outright. (Not to be called in a $(...) subshell: the FIFO would close.)
 peer_line=""
 start_peer() {
-  local port=$1 fifo="$tmp/peer-$1.in" out="$tmp/peer-$1.out"
+  local port=$1 fifo="$tmp/peer-$2.in" out="$tmp/peer-$2.out"
   mkfifo "$fifo"
-  target/release/triesync-peer --state "$STATE" --host 127.0.0.1 --port "$port" \
+  "$PEER_BIN" --state "$STATE" --host 127.0.0.1 --port "$port" \
     --exit-on-stdin-close <"$fifo" >"$out" 2>"$tmp/peer.err" &
   peer_pid=$!
   exec {fd}>"$fifo"
@@ -69,9 +72,11 @@ start_peer() {
 }
 
 step "starting the reference peer"
-if ! start_peer "$PEER_PORT"; then
+[ -x "$PEER_BIN" ] || { echo "$PEER_BIN is missing: run without TRIESYNC_SKIP_BUILD=1" >&2; exit 1; }
+if ! start_peer "$PEER_PORT" 1; then
+  [ "$PEER_PORT" != 0 ] || { cat "$tmp/peer.err" >&2; exit 1; }
   echo "port $PEER_PORT is busy or the peer failed ($(tail -1 "$tmp/peer.err")); trying a free port"
-  start_peer 0 || { cat "$tmp/peer.err" >&2; exit 1; }
+  start_peer 0 2 || { cat "$tmp/peer.err" >&2; exit 1; }
 fi
 peer_url=$(awk '{ print $2 }' <<<"$peer_line")
 root=$(awk '{ print $4 }' <<<"$peer_line")

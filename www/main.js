@@ -80,6 +80,11 @@ function saved() {
   }
 }
 
+/** What the server's demo-config.json named when the page loaded (a JSON string, or null
+ *  without a config): saved with the peers, so that a peer list edited against one config
+ *  is not applied to another (demo.sh may have started its peer on another port since). */
+let configKey = null;
+
 function save(patch) {
   const next = { ...saved(), ...patch };
   localStorage.setItem(STORAGE_KEY, JSON.stringify(next));
@@ -160,7 +165,8 @@ function setPhase(p) {
   el.del.disabled = busy;
   for (const f of [el.peers, el.root, el.database]) f.readOnly = busy;
   el.start.textContent = p === 'paused' || (p === 'error' && base.nodes + (lastProgress?.nodes ?? 0) > 0) ? 'Resume sync' : 'Start sync';
-  if (p === 'complete') el.start.textContent = 'Sync again';
+  // On a complete database a run only finds the root stored and re-verifies it.
+  if (p === 'complete') el.start.textContent = 'Check again';
 }
 
 function showError(err) {
@@ -237,7 +243,7 @@ async function start({ resumed = false, retry = false } = {}) {
   samples = [];
   lastProgress = null;
   if (expected && expected.root !== s.root) expected = null;
-  save(s);
+  save({ ...s, peersConfig: configKey });
   markRunning(true);
   try {
     const { meta } = await call('start', { ...s, peers: s.peers.map(peerLike) });
@@ -306,6 +312,8 @@ function onStopped(err, progress) {
 async function pause() {
   if (phase !== 'syncing') return;
   setPhase('pausing');
+  // Asked to stop: a reload before CANCELLED arrives must not resume the sync.
+  markRunning(false);
   try {
     await call('pause');
   } catch (e) {
@@ -402,7 +410,8 @@ function draw() {
   el.bar.classList.toggle('done', complete);
   el.barFill.style.width = `${pct ?? 0}%`;
   el.bar.setAttribute('aria-valuenow', String(Math.round(pct ?? 0)));
-  el.pct.textContent = pct === null ? (phase === 'syncing' ? '…' : '') : `${pct >= 10 || pct === 0 ? Math.floor(pct) : pct.toFixed(1)}%`;
+  // Never empty: the label keeps its width, so the bar ends at the same place in every phase.
+  el.pct.textContent = pct === null ? (phase === 'syncing' ? '…' : '—') : `${pct >= 10 || pct === 0 ? Math.floor(pct) : pct.toFixed(1)}%`;
 
   el.nodes.textContent = fmt.count(stored);
   el.nodesSub.textContent = total && !complete
@@ -415,7 +424,7 @@ function draw() {
   el.bytesSub.textContent = `${fmt.bytes(storedBytes + codeBytes)} stored`;
 
   el.codes.textContent = fmt.count(codes);
-  el.codesSub.textContent = codes ? fmt.bytes(codeBytes) : 'none yet';
+  el.codesSub.textContent = codes ? fmt.bytes(codeBytes) : complete ? 'none in this state' : 'none yet';
 
   const r = currentRate();
   const running = phase === 'syncing' || phase === 'pausing';
@@ -443,6 +452,7 @@ function draw() {
   el.checksSub.textContent = p ? `${fmt.count(p.pending)} pending · ${fmt.count(p.duplicates)} duplicates` : '\u00a0';
 
   drawPeers(p?.peers ?? [], running);
+  showExamples();
 }
 
 function peerState(peer, running) {
@@ -509,10 +519,19 @@ function drawPeers(peers, running) {
 
 // ---------------------------------------------------------------- lookups
 
+/** The example addresses, once there is something to look them up in. */
+let examplesShown = null;
 function showExamples() {
-  const list = EXAMPLES[settings().root.toLowerCase()];
+  const root = settings().root.toLowerCase();
+  const stored = base.nodes + (lastProgress?.nodes ?? 0) > 0;
+  const list = phase === 'complete' || stored ? EXAMPLES[root] : null;
   el.examples.hidden = !list;
-  if (!list) return;
+  if (!list) {
+    examplesShown = null;
+    return;
+  }
+  if (examplesShown === root) return;
+  examplesShown = root;
   el.examples.replaceChildren(
     text('Try: '),
     ...list.flatMap(([addr, what], i) => {
@@ -530,10 +549,15 @@ function showExamples() {
   );
 }
 
+/** Hints for a lookup: about the local data, never about peers (a lookup uses none). */
+function lookupHintFor(err) {
+  return err.code === 'MISSING' || err.code === 'CORRUPT' ? hintFor(err) : '';
+}
+
 function showLookupError(target, err) {
   target.hidden = !err;
   if (!err) return;
-  const hint = hintFor(err);
+  const hint = lookupHintFor(err);
   target.replaceChildren(strong(`${err.code ? `${err.code}: ` : ''}${humanError(err)}`), ...(hint ? [document.createElement('br'), text(hint)] : []));
 }
 
@@ -645,14 +669,19 @@ async function boot() {
   const params = new URLSearchParams(location.search);
   const memory = saved();
   let peers = params.getAll('peer');
-  if (!peers.length && memory.peers?.length) peers = memory.peers;
   if (!peers.length) {
+    let configPeers = [];
     try {
       const res = await fetch('demo-config.json', { cache: 'no-store' });
-      if (res.ok) peers = (await res.json()).peers ?? [];
+      if (res.ok) configPeers = (await res.json()).peers ?? [];
     } catch {
       // No config next to the page: fall back to the peer's default port.
     }
+    configKey = configPeers.length ? JSON.stringify(configPeers) : null;
+    // The peers this browser last used win only if they were chosen against this same
+    // config: a config that changed (a peer on a new port) replaces them.
+    const savedFits = memory.peers?.length && (memory.peersConfig ?? null) === configKey;
+    peers = savedFits ? memory.peers : configPeers;
   }
   if (!peers.length) peers = [DEFAULT_PEER];
   el.peers.value = peers.join('\n');

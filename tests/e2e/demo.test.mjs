@@ -37,6 +37,32 @@ function pageUrl(peers, database = 'e2e') {
 
 const phase = (page) => page.evaluate(() => window.triesyncDemo.phase);
 
+/** Counts every WebAssembly compile or instantiation on the page itself (not in workers:
+ *  an init script runs in the page's frames only). */
+function countPageWasm(page) {
+  return page.addInitScript(() => {
+    window.pageWasmCalls = 0;
+    for (const name of ['compile', 'compileStreaming', 'instantiate', 'instantiateStreaming']) {
+      const orig = WebAssembly[name];
+      WebAssembly[name] = function (...args) {
+        window.pageWasmCalls += 1;
+        return orig.apply(this, args);
+      };
+    }
+  });
+}
+
+/** The state pills of the peer table. */
+const pills = (page) => page.locator('#peers-body .pill').allTextContents();
+
+/** The figures of the stats panel. */
+const stats = (page) => page.evaluate(() => Object.fromEntries(
+  ['nodes', 'bytes', 'bytes-sub', 'codes', 'codes-sub', 'rate', 'rate-sub', 'eta', 'eta-sub']
+    .map((k) => [k, document.getElementById(`stat-${k}`).textContent]),
+));
+
+const DURATION = /^\d+ ms$|^\d+\.\d s$|^\d+ min \d\d s$|^\d+ h \d\d min$/;
+
 async function waitReady(page) {
   await page.waitForSelector('body[data-ready="true"]', { timeout: 30000 });
 }
@@ -62,8 +88,11 @@ test('the demo syncs mainnet genesis over HTTP, WebSocket and JSON-RPC, verifies
     await peer.stop();
   });
   const { page } = b;
+  await countPageWasm(page);
   await page.goto(pageUrl([peer.url, peer.wsUrl, `jsonrpc+${peer.url}`]));
   await waitReady(page);
+  // Nothing is stored yet: no example addresses to try.
+  assert.equal(await page.isHidden('#examples'), true, 'example addresses shown before anything was synced');
 
   // The root field is prefilled from the peer's /v1/info, and says so.
   assert.equal(await page.inputValue('#root'), fixture.root);
@@ -106,6 +135,33 @@ test('the demo syncs mainnet genesis over HTTP, WebSocket and JSON-RPC, verifies
   assert.equal(await page.textContent('#status-badge'), 'Complete');
   assert.equal(await page.locator('#peers-body tr').count(), 3);
   assert.deepEqual(await page.locator('#peers-body .proto').allTextContents(), ['HTTP', 'WebSocket', 'JSON-RPC']);
+  assert.deepEqual(await pills(page), ['done', 'done', 'done']);
+  assert.equal(await page.textContent('#start'), 'Check again');
+  assert.equal(await page.isHidden('#examples'), false, 'no example addresses once synced');
+
+  // The stats once complete: the run's download, no code in the genesis, an average speed.
+  const done = await stats(page);
+  assert.match(done.bytes, /^\d+(\.\d+)? (KiB|MiB)$/);
+  assert.match(done['bytes-sub'], /^\d+(\.\d+)? (KiB|MiB) stored$/);
+  assert.equal(done.codes, '0');
+  assert.equal(done['codes-sub'], 'none in this state');
+  assert.match(done.rate, /^\d[\d,]*(\.\d)?$/);
+  assert.match(done['rate-sub'], /^nodes\/s · .+\/s average$/);
+  assert.equal(done.eta, 'Done');
+  assert.match(done['eta-sub'], /^elapsed /);
+
+  // The sync ran in the worker: it fetched the .wasm, the page never compiled any.
+  assert.ok(page.workers().length >= 1, 'no worker');
+  const workerWasm = [];
+  for (const w of page.workers()) {
+    workerWasm.push(...(await w.evaluate(() => performance.getEntriesByType('resource').map((r) => r.name).filter((n) => n.endsWith('.wasm')))));
+  }
+  assert.equal(workerWasm.length, 1, `the worker fetched ${workerWasm.length} .wasm files`);
+  const pageWasm = await page.evaluate(() => ({
+    calls: window.pageWasmCalls,
+    fetched: performance.getEntriesByType('resource').map((r) => r.name).filter((n) => n.endsWith('.wasm')),
+  }));
+  assert.deepEqual(pageWasm, { calls: 0, fetched: [] }, 'the page itself loaded WebAssembly');
 
   // Lookups come from IndexedDB alone: stop the peer first.
   await peer.stop();
@@ -173,6 +229,20 @@ test('a reload mid-sync resumes, pause survives a reload, and only the missing n
   await page.waitForFunction(() => (window.triesyncDemo.progress?.nodes ?? 0) >= 2000, null, { timeout: 60000 });
   const firstRun = await page.evaluate(() => window.triesyncDemo.progress);
   assert.equal(firstRun.complete, false, 'the sync finished before the reload: slow the peer down');
+  // The stats while syncing: a speed, a time left (from the peer's claimed size), a busy peer.
+  await page.waitForFunction(() => document.getElementById('stat-eta').textContent !== '—', null, { timeout: 10000 });
+  const running = await stats(page);
+  assert.match(running.bytes, /^\d+(\.\d+)? (KiB|MiB)$/);
+  assert.match(running.rate, /^\d[\d,]*(\.\d)?$/);
+  assert.match(running['rate-sub'], /^nodes\/s/);
+  assert.doesNotMatch(running['rate-sub'], /average/);
+  assert.match(running.eta, DURATION);
+  assert.match(running['eta-sub'], /^elapsed /);
+  assert.equal(running['codes-sub'], 'none yet');
+  const syncingPills = await pills(page);
+  assert.equal(syncingPills.length, 1);
+  assert.match(syncingPills[0], /^(downloading|waiting)$/);
+  assert.match(await page.textContent('#pct'), /^\d+(\.\d)?%$/);
   await page.screenshot({ path: path.join(ensureArtifacts(), 'demo-syncing.png'), fullPage: true });
   await page.reload();
   await waitReady(page);
@@ -232,6 +302,16 @@ test('errors are shown clearly: a peer that is down, a malformed root', async (t
   const text = await page.textContent('#error');
   assert.match(text, /NO_PEERS|UNAVAILABLE/);
   assert.match(text, /is it running|do not have/i);
+  assert.equal(await page.textContent('#pct'), '—', 'the percent label is empty in the error state');
+
+  // A lookup error is about the input, not the peers or the root; nothing stored: no examples.
+  assert.equal(await page.isHidden('#examples'), true);
+  await page.fill('#address', '0x1234');
+  await page.click('#lookup');
+  await until(async () => !(await page.isHidden('#lookup-error')), { what: 'the lookup error', timeoutMs: 5000 });
+  const lookupText = await page.textContent('#lookup-error');
+  assert.match(lookupText, /INVALID_ARGUMENT: An address is 0x followed by 40 hex digits/);
+  assert.doesNotMatch(lookupText, /peer/i);
   await page.screenshot({ path: path.join(ensureArtifacts(), 'demo-error.png'), fullPage: true });
 });
 
@@ -258,4 +338,79 @@ test('a second tab syncing into the same database is told that the first one hol
 
   await first.click('#pause');
   await waitPhase(first, ['paused']);
+});
+
+test('the page prefills the peers of the server\'s demo-config.json; peers saved against another config do not override it', async (t) => {
+  const peer = await startPeer();
+  const other = await startPeer();
+  const config = { peers: [peer.url, peer.wsUrl, `jsonrpc+${peer.url}`] };
+  // The config object is read on every request: changing it is a demo restarted on new ports.
+  const site = await startStatic(DIST, config);
+  const b = await launchBrowser();
+  t.after(async () => {
+    await b.close();
+    await site.close();
+    await peer.stop();
+    await other.stop();
+  });
+  const { page } = b;
+  const bare = `${site.url}`;
+  await page.goto(bare);
+  await waitReady(page);
+  assert.equal(await page.inputValue('#peers'), config.peers.join('\n'));
+  assert.equal(await page.inputValue('#root'), fixture.root);
+  assert.match(await page.textContent('#info-note'), /prefilled from the peer/i);
+
+  // The user narrows the list to one peer and syncs: kept across a reload (same config).
+  await page.fill('#peers', peer.wsUrl);
+  await page.click('#start');
+  await waitPhase(page, ['complete']);
+  await page.reload();
+  await waitReady(page);
+  assert.equal(await page.inputValue('#peers'), peer.wsUrl, 'the edited peers were lost with the same config');
+
+  // The demo comes back with its peer on another port: the config wins over the saved edit.
+  config.peers = [other.url, other.wsUrl];
+  await page.reload();
+  await waitReady(page);
+  assert.equal(await page.inputValue('#peers'), config.peers.join('\n'), 'a peer saved against an old config was prefilled');
+  assert.match(await page.textContent('#info-note'), new RegExp(`${other.url}/v1/info`));
+
+  // Peers saved by an earlier version of the page (no config recorded) give way too.
+  await page.evaluate((stale) => {
+    const saved = JSON.parse(localStorage.getItem('triesync-demo/v1'));
+    delete saved.peersConfig;
+    localStorage.setItem('triesync-demo/v1', JSON.stringify({ ...saved, peers: [stale] }));
+  }, peer.url);
+  await page.reload();
+  await waitReady(page);
+  assert.equal(await page.inputValue('#peers'), config.peers.join('\n'));
+});
+
+test('a reload while "Pausing…" does not resume the sync', async (t) => {
+  const peer = await startPeer(['--delay-ms', '250']);
+  const b = await launchBrowser();
+  t.after(async () => {
+    await b.close();
+    await peer.stop();
+  });
+  const { page } = b;
+  await page.goto(pageUrl([peer.url], 'e2e-pause-reload'));
+  await waitReady(page);
+  await page.click('#start');
+  await waitPhase(page, ['syncing']);
+  await page.waitForFunction(() => (window.triesyncDemo.progress?.nodes ?? 0) >= 500, null, { timeout: 60000 });
+  // Pause and, in the same task (before the worker can answer CANCELLED), see what a
+  // reload would find.
+  const atPause = await page.evaluate(() => {
+    document.getElementById('pause').click();
+    return { phase: window.triesyncDemo.phase, running: sessionStorage.getItem('triesync-demo/running') };
+  });
+  assert.deepEqual(atPause, { phase: 'pausing', running: null }, 'the tab is still marked as syncing while pausing');
+  await page.reload();
+  await waitReady(page);
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(await phase(page), 'paused', 'the reload resumed the sync');
+  assert.notEqual(await page.evaluate(() => window.triesyncDemo.resumed), true);
+  assert.equal(await page.textContent('#start'), 'Resume sync');
 });
