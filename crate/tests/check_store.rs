@@ -283,3 +283,126 @@ async fn packed_pages_missing_or_unreadable_are_damaged() {
     db.close();
     Db::delete(name).await.unwrap();
 }
+
+/// `index` in the state as an address and a contract's slot `s`, as `state()` made them.
+fn address(index: u32) -> [u8; 20] {
+    let mut a = [0u8; 20];
+    a[..4].copy_from_slice(&index.to_be_bytes());
+    a
+}
+
+fn slot(index: u32, s: u8) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    k[31] = s;
+    k[0] = index as u8;
+    k
+}
+
+fn hex0x(bytes: &[u8]) -> String {
+    format!("0x{}", hex::encode(bytes))
+}
+
+/// The hash and bytes of the leaf of the account with `nonce`.
+fn account_leaf(st: &BuiltState, nonce: u64) -> (H256, Vec<u8>) {
+    st.nodes
+        .iter()
+        .find(|(_, n)| match triesync_core::nodes::decode_node(n) {
+            Ok(triesync_core::nodes::Node::Leaf { value, .. }) => {
+                triesync_core::state::Account::decode(value).is_ok_and(|a| a.nonce == nonce)
+            }
+            _ => false,
+        })
+        .map(|(h, n)| (*h, n.clone()))
+        .expect("the account's leaf")
+}
+
+/// `StateDb` lookups re-hash every item they read: bytes that still decode, but do not
+/// hash to their key, on the path of an account, a storage slot or a code read reject with
+/// CORRUPT (not a wrong answer, nor MISSING for a child reference that was changed).
+#[wasm_bindgen_test]
+async fn lookups_through_a_damaged_item_are_corrupt() {
+    use triesync_core::nodes::{decode_node, ChildRef, Node};
+    use triesync_core::state::Account;
+    let st = state();
+    // Account 5: its leaf with the balance 6 changed to 7 (still a valid leaf).
+    let (leaf, mut bad_leaf) = account_leaf(&st, 5);
+    let at = bad_leaf
+        .windows(3)
+        .position(|w| w == [0x05, 0x06, 0xa0])
+        .expect("nonce 5, balance 6");
+    bad_leaf[at + 1] = 0x07;
+    let Ok(Node::Leaf { value, .. }) = decode_node(&bad_leaf) else {
+        panic!("still a leaf")
+    };
+    assert_eq!(Account::decode(value).unwrap().balance[31], 7);
+    // Contract 10: its storage root with the child reference on the path of slot 0 changed.
+    let (_, contract_leaf) = account_leaf(&st, 10);
+    let Ok(Node::Leaf { value, .. }) = decode_node(&contract_leaf) else {
+        panic!("a leaf")
+    };
+    let contract = Account::decode(value).unwrap();
+    let storage_root = contract.storage_root;
+    let mut bad_storage_root = st.nodes[&storage_root].clone();
+    let nibble = keccak256(&slot(10, 0)).0[0] >> 4;
+    let Ok(Node::Branch { children, .. }) = decode_node(&bad_storage_root) else {
+        panic!("the storage root of 20 slots is a branch")
+    };
+    let ChildRef::Hash(child) = children[nibble as usize] else {
+        panic!("slot 0 is under a hashed child")
+    };
+    let at = bad_storage_root
+        .windows(32)
+        .position(|w| w == child.0)
+        .unwrap();
+    bad_storage_root[at + 5] ^= 0x01;
+    assert!(decode_node(&bad_storage_root).is_ok());
+    // Contract 10's code, one opcode changed.
+    let mut bad_code = st.codes[&contract.code_hash].clone();
+    *bad_code.last_mut().unwrap() ^= 0x03;
+
+    let root = st.root.to_hex();
+    let (acct5, acct10) = (hex0x(&address(5)), hex0x(&address(10)));
+    for layout in LAYOUTS {
+        let name = "ts-check-lookups";
+        let store = store_with(name, layout, &st, &[], 1).await;
+        let batch = Batch {
+            items: vec![
+                (ItemKey::node(leaf), bad_leaf.clone()),
+                (ItemKey::node(storage_root), bad_storage_root.clone()),
+                (ItemKey::code(contract.code_hash), bad_code.clone()),
+            ],
+            bytes: 0,
+            frontier: None,
+        };
+        store.write(&batch, &SyncMeta::default()).await.unwrap();
+        drop(store);
+        let db = StateDb::open(name.into(), JsValue::UNDEFINED)
+            .await
+            .unwrap();
+        assert_eq!(db.layout(), layout.name());
+        let corrupt = |r: Result<JsValue, JsValue>, what: &str| match r {
+            Err(e) => assert_eq!(common::code(&e), "CORRUPT", "{layout:?} {what}: {e:?}"),
+            Ok(v) => panic!("{layout:?} {what}: read {v:?} from damaged data"),
+        };
+        corrupt(
+            wait(db.account(root.clone(), acct5.clone())).await,
+            "account",
+        );
+        corrupt(
+            wait(db.storage(root.clone(), acct10.clone(), hex0x(&slot(10, 0)))).await,
+            "storage",
+        );
+        corrupt(wait(db.code(root.clone(), acct10.clone())).await, "code");
+        // Beside the damage, reads are fine.
+        let other = wait(db.account(root.clone(), hex0x(&address(6))))
+            .await
+            .unwrap();
+        assert_eq!(num(&other, "nonce"), 6.0, "{layout:?}");
+        let ten = wait(db.account(root.clone(), acct10.clone()))
+            .await
+            .unwrap();
+        assert_eq!(num(&ten, "nonce"), 10.0, "{layout:?}");
+        db.close();
+        Db::delete(name).await.unwrap();
+    }
+}
