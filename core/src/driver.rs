@@ -635,21 +635,35 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
         };
         let t = self.clock.now_ms();
         let asked: HashSet<ItemKey> = keys.iter().copied().collect();
-        let mut delivered = HashSet::new();
+        // Hashes answered (taken now or already complete): not omitted by this peer.
+        let mut answered = HashSet::new();
         let (mut items, mut bytes, mut rejected) = (0u64, 0u64, 0u64);
         for blob in blobs {
             let len = blob.len() as u64;
-            match self.sched.process_hashed(keccak256(&blob), blob) {
+            let hash = keccak256(&blob);
+            match self.sched.process_hashed(hash, blob) {
                 Ok(key) => {
                     items += 1;
                     bytes += len;
                     if !asked.contains(&key) {
                         self.progress.unrequested += 1;
                     }
-                    delivered.insert(key);
+                    answered.insert(hash);
                     self.omitted_by.remove(&key);
                 }
-                Err(ProcessError::AlreadyProcessed(_)) => self.progress.duplicates += 1,
+                Err(ProcessError::AlreadyProcessed(_)) => {
+                    self.progress.duplicates += 1;
+                    answered.insert(hash);
+                }
+                // Asked of this peer, but another peer delivered it first and it is written
+                // already: a stale duplicate of an honest answer, not bad data.
+                Err(ProcessError::NotRequested(_))
+                    if asked.contains(&ItemKey::node(hash))
+                        || asked.contains(&ItemKey::code(hash)) =>
+                {
+                    self.progress.duplicates += 1;
+                    answered.insert(hash);
+                }
                 Err(ProcessError::NotRequested(_)) => rejected += 1,
                 Err(e) => return Err(SyncError::InvalidState(e.to_string())),
             }
@@ -657,7 +671,7 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
         self.progress.timings.process_ms += self.clock.now_ms() - t;
         let omitted: Vec<ItemKey> = keys
             .iter()
-            .filter(|k| !delivered.contains(k))
+            .filter(|k| !answered.contains(&k.hash))
             .copied()
             .collect();
         self.sched.retry(&omitted);

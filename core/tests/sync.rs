@@ -936,3 +936,111 @@ fn test_driver_wait_split_between_peers_and_the_write() {
     assert!(t.peer_wait_ms >= 0.5 * 20.0 * requests / 2.0, "{t:?}");
     assert!(t.peer_wait_ms > 4.0 * t.write_wait_ms, "{t:?}");
 }
+
+/// Answers each request with the blobs of its previous request: valid data, always late.
+struct Lagging {
+    inner: MemoryPeer,
+    prev: std::cell::RefCell<Vec<ItemKey>>,
+}
+
+impl Peer for Lagging {
+    fn id(&self) -> &str {
+        "lagging"
+    }
+    fn fetch(
+        &self,
+        keys: Vec<ItemKey>,
+    ) -> futures::future::LocalBoxFuture<
+        'static,
+        Result<Vec<Vec<u8>>, triesync_core::peer::PeerError>,
+    > {
+        let prev = std::mem::replace(&mut *self.prev.borrow_mut(), keys);
+        self.inner.fetch(prev)
+    }
+}
+
+/// A lagging peer delivers items that are in flight to an honest peer; they complete and
+/// are written before the honest peer answers. The honest peer's answer, exactly what it
+/// was asked, is a stale duplicate then: counted as such, never held against it.
+#[test]
+fn test_driver_honest_answer_overtaken_by_another_peer_is_not_penalised() {
+    let state = fixture("mainnet-genesis");
+    let store = MemoryStore::new();
+    let clock: Rc<dyn triesync_core::peer::Clock> = Rc::new(ThreadClock::new());
+    let honest = MemoryPeer::new(
+        "honest",
+        &state,
+        Behaviour::Delay(Duration::from_millis(30), clock),
+    );
+    let lagging = Lagging {
+        inner: honest.sibling("lagging-inner", Behaviour::Honest),
+        prev: Default::default(),
+    };
+    let config = SyncConfig {
+        batch_bytes: 2 * 1024,
+        ..SyncConfig::default()
+    };
+    let (result, _) = drive(
+        state.root,
+        &store,
+        vec![Rc::new(lagging), Rc::new(honest)],
+        config,
+    );
+    let report = result.unwrap();
+    assert!(report.complete);
+    assert_exact(&store, &state);
+    let honest = &report.peers[1];
+    assert_eq!(honest.dropped, None, "{honest:?}");
+    assert_eq!(honest.rejected, 0, "{honest:?}");
+    // The race happened: the honest peer's blobs came back after their items were written.
+    assert!(report.duplicates > 0, "{report:?}");
+}
+
+/// Two contracts whose storage tries differ in one slot share most of their nodes. On a
+/// fresh store (no lookups for ordinary nodes) a shared node written with the first trie
+/// must still not be fetched again for the second.
+#[test]
+fn test_driver_partly_shared_storage_fetched_once_on_a_fresh_store() {
+    let mut accounts: Vec<GenesisAccount> = (0..3000u32)
+        .map(|i| {
+            let mut address = [0u8; 20];
+            address[..4].copy_from_slice(&i.to_be_bytes());
+            address[19] = 0xaa;
+            GenesisAccount {
+                address,
+                nonce: 1,
+                ..GenesisAccount::default()
+            }
+        })
+        .collect();
+    // Values of 32 bytes keep the leaves hashed (not inlined), so they can be shared.
+    let mut value = [0u8; 32];
+    value[0] = 0x11;
+    value[31] = 0x22;
+    for (addr, extra) in [(1u8, 200u8), (2, 201)] {
+        let mut storage: Vec<([u8; 32], [u8; 32])> = (0..60u8).map(|i| ([i; 32], value)).collect();
+        storage.push(([extra; 32], value));
+        accounts.push(GenesisAccount {
+            address: [addr; 20],
+            nonce: 1,
+            storage,
+            ..GenesisAccount::default()
+        });
+    }
+    let state = build_state(accounts);
+    let store = MemoryStore::new();
+    let peer = MemoryPeer::new("p", &state, Behaviour::Honest);
+    let config = SyncConfig {
+        batch_bytes: 4 * 1024,
+        ..quick_config()
+    };
+    let (result, _) = drive(state.root, &store, vec![Rc::new(peer.clone())], config);
+    let report = result.unwrap();
+    assert!(report.complete);
+    assert_exact(&store, &state);
+    assert_eq!(report.nodes as usize, state.nodes.len());
+    let asked = peer.asked.borrow();
+    let twice = asked.values().filter(|&&n| n > 1).count();
+    assert_eq!(twice, 0, "{twice} items asked twice");
+    assert_eq!(asked.len(), state.nodes.len() + state.codes.len());
+}
