@@ -74,6 +74,11 @@ export TRIESYNC_PEER_BT=$started_url
 start_peer slow --state "$states/mainnet-genesis.json" --delay-ms 100
 export TRIESYNC_PEER_SLOW=$started_url
 
+# Never answers 30% of WebSocket requests and answers the rest (up to 64 at once), so
+# answers come back out of the order they were asked in: for matching answers by id.
+start_peer unordered --state "$states/bt-block504980.json" --fault-seed 21 --stall 0.3 --ws-in-flight 64
+export TRIESYNC_PEER_UNORDERED=$started_url
+
 # Hostile peers serving the same state: each still delivers some good data.
 hostile=()
 start_peer corrupt --state "$states/mainnet-genesis.json" --fault-seed 1 --corrupt 0.2 --unrequested 0.5 --extra 2

@@ -8,11 +8,15 @@ mod common;
 use common::*;
 use futures::future::{join_all, select, Either};
 use futures::FutureExt;
+use js_sys::Reflect;
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Duration;
 use triesync::transport::{connect, ws::WsPeer, PeerSpec, Protocol, TransportOptions};
 use triesync_core::peer::{Peer, PeerError};
 use triesync_core::store::ItemKey;
 use triesync_core::{keccak256, H256};
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -63,23 +67,52 @@ async fn every_transport_serves_nodes_and_code() {
     }
 }
 
-/// Many requests in flight on one WebSocket, each answer matched to its request by id.
+/// Many requests in flight on one WebSocket, each answer matched to its request by id. The
+/// peer never answers some of them and answers the rest in any order, so later requests
+/// are answered while earlier ones are still waiting: matching by order would hand an
+/// answer to the wrong request (whose hash it does not have).
 #[wasm_bindgen_test]
 async fn websocket_matches_many_requests_in_flight() {
     let fx = Fixture::load(BT_JSON);
-    let peer = WsPeer::new(&spec(&ws(bt_peer()), None), options(5000));
+    let peer = WsPeer::new(&spec(&ws(unordered_peer()), None), options(2000));
     let hashes: Vec<H256> = fx.built.nodes.keys().copied().take(40).collect();
-    let fetches = hashes.iter().map(|h| peer.fetch(vec![ItemKey::node(*h)]));
+    let finished = Rc::new(RefCell::new(Vec::new()));
+    let fetches = hashes.iter().enumerate().map(|(i, h)| {
+        let finished = finished.clone();
+        peer.fetch(vec![ItemKey::node(*h)]).map(move |a| {
+            finished.borrow_mut().push(i);
+            a
+        })
+    });
     let answers = join_all(fetches).await;
-    for (h, a) in hashes.iter().zip(answers) {
-        let blobs = a.unwrap();
-        assert_eq!(blobs.len(), 1);
-        assert_eq!(
-            keccak256(&blobs[0]),
-            *h,
-            "answer matched to its own request"
-        );
+    let (mut answered, mut stalled) = (Vec::new(), Vec::new());
+    for (i, (h, a)) in hashes.iter().zip(answers).enumerate() {
+        match a {
+            Ok(blobs) => {
+                assert_eq!(blobs.len(), 1);
+                assert_eq!(
+                    keccak256(&blobs[0]),
+                    *h,
+                    "answer {i} matched to its own request"
+                );
+                answered.push(i);
+            }
+            Err(PeerError::Timeout) => stalled.push(i),
+            Err(e) => panic!("request {i}: {e}"),
+        }
     }
+    let order = finished.borrow().clone();
+    log(&format!(
+        "ws out of order: stalled {stalled:?}; finished in order {order:?}"
+    ));
+    assert!(answered.len() >= 10, "answered {answered:?}");
+    // Some request was answered after an earlier one went unanswered: out of order.
+    let first_stalled = *stalled.first().expect("some requests stalled");
+    assert!(
+        answered.iter().any(|&i| i > first_stalled),
+        "answers after the stalled request {first_stalled}: {answered:?}"
+    );
+    assert_ne!(order, (0..40).collect::<Vec<_>>(), "finished out of order");
     assert_eq!(peer.pending(), 0);
     assert!(peer.connected());
 }
@@ -149,6 +182,80 @@ async fn silent_peer_times_out_and_drop_cancels() {
         }
     }
     assert_eq!(peer.pending(), 0, "a dropped request is forgotten");
+}
+
+/// Captures the `signal` of every `fetch` the transports start (by wrapping the global
+/// `fetch`) until dropped.
+struct FetchSignals {
+    original: JsValue,
+    signals: js_sys::Array,
+}
+
+impl FetchSignals {
+    fn capture() -> Self {
+        let global = js_sys::global();
+        let original = Reflect::get(&global, &"fetch".into()).unwrap();
+        let signals = js_sys::Array::new();
+        let wrap = js_sys::Function::new_with_args(
+            "original, signals",
+            "return function (input, init) {
+                signals.push(init && init.signal);
+                return original.call(this, input, init);
+            };",
+        );
+        let wrapped = wrap.call2(&JsValue::NULL, &original, &signals).unwrap();
+        Reflect::set(&global, &"fetch".into(), &wrapped).unwrap();
+        FetchSignals { original, signals }
+    }
+
+    /// The signals of the fetches started since the last call (`None`: a fetch without one).
+    fn take(&self) -> Vec<Option<web_sys::AbortSignal>> {
+        let out = self
+            .signals
+            .iter()
+            .map(|s| s.dyn_into::<web_sys::AbortSignal>().ok())
+            .collect();
+        self.signals.set_length(0);
+        out
+    }
+
+    /// The one signal of the one fetch started since the last call.
+    fn one(&self) -> web_sys::AbortSignal {
+        let mut all = self.take();
+        assert_eq!(all.len(), 1, "one fetch started");
+        all.pop().unwrap().expect("the fetch has a signal")
+    }
+}
+
+impl Drop for FetchSignals {
+    fn drop(&mut self) {
+        let _ = Reflect::set(&js_sys::global(), &"fetch".into(), &self.original);
+    }
+}
+
+/// A fetch that timed out, or whose request was dropped, is aborted (its connection
+/// closed), not left running in the background: over HTTP and JSON-RPC alike.
+#[wasm_bindgen_test]
+async fn http_timeout_and_drop_abort_the_fetch() {
+    let url = useless_peers()[2];
+    let key = ItemKey::node(keccak256(b"x"));
+    let signals = FetchSignals::capture();
+    for p in [None, Some(Protocol::JsonRpc)] {
+        let peer = connect(&spec(url, p), options(300));
+        assert_eq!(peer.fetch(vec![key]).await, Err(PeerError::Timeout));
+        assert!(signals.one().aborted(), "{p:?}: aborted at the timeout");
+
+        let peer = connect(&spec(url, p), options(10_000));
+        let fetch = peer.fetch(vec![key]);
+        let early = triesync::clock::sleep(Duration::from_millis(200));
+        let Either::Right((_, fetch)) = select(fetch, early).await else {
+            panic!("a silent peer answered");
+        };
+        let signal = signals.one();
+        assert!(!signal.aborted(), "{p:?}: running until dropped");
+        drop(fetch);
+        assert!(signal.aborted(), "{p:?}: aborted when dropped");
+    }
 }
 
 /// Answers over the size cap fail with `TooLarge` on every transport.

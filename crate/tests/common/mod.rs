@@ -70,6 +70,15 @@ pub fn slow_peer() -> &'static str {
     env("TRIESYNC_PEER_SLOW", option_env!("TRIESYNC_PEER_SLOW"))
 }
 
+/// Peer serving bt-block504980 that never answers 30% of requests (for answers out of
+/// order on one WebSocket).
+pub fn unordered_peer() -> &'static str {
+    env(
+        "TRIESYNC_PEER_UNORDERED",
+        option_env!("TRIESYNC_PEER_UNORDERED"),
+    )
+}
+
 /// Good peer serving bt-block504980.
 pub fn bt_peer() -> &'static str {
     env("TRIESYNC_PEER_BT", option_env!("TRIESYNC_PEER_BT"))
