@@ -46,7 +46,8 @@ export interface StateSyncOptions {
    *  from an existing database's: `run()` rejects with `LAYOUT_MISMATCH`, nothing is
    *  changed. */
   layout?: StorageLayout;
-  /** Commit a batch to IndexedDB once it holds this many bytes (default 102400). */
+  /** Commit a batch to IndexedDB once it holds this many bytes (default 102400).
+   *  This and every count and time below must be at least 1 (else `INVALID_ARGUMENT`). */
   batchBytes?: number;
   /** A request not answered in this time fails and is retried elsewhere (default 10000). */
   requestTimeoutMs?: number;
@@ -56,7 +57,7 @@ export interface StateSyncOptions {
   maxRequestItems?: number;
   /** A peer is dropped after this many failed requests in a row (default 3). */
   peerFailureLimit?: number;
-  /** Answers larger than this many bytes are refused (default 16 MiB). */
+  /** Answers larger than this many bytes are refused (default 16 MiB, at least 1024). */
   maxResponseBytes?: number;
   /** Another tab or worker syncing into the same database holds its lock: wait up to this
    *  long for it to finish, then fail with `LOCKED` (default 0: fail at once). `cancel()`
@@ -485,32 +486,43 @@ fn lock_wait_from(options: &JsValue) -> Result<Duration, Error> {
         .unwrap_or(Duration::ZERO))
 }
 
+/// A count or size option: absent, or at least 1 (0 would mean no progress at all, e.g. a
+/// `batchBytes` of 0 commits an empty batch on every turn of the loop).
+fn opt_positive(options: &JsValue, key: &str) -> Result<Option<f64>, Error> {
+    match opt_number(options, key)? {
+        Some(n) if n < 1.0 => Err(Error::invalid(format!("{key} must be at least 1"))),
+        n => Ok(n),
+    }
+}
+
 fn config_from(options: &JsValue) -> Result<(SyncConfig, TransportOptions), Error> {
     let mut config = SyncConfig::default();
     let mut transport = TransportOptions::default();
-    if let Some(n) = opt_number(options, "batchBytes")? {
+    if let Some(n) = opt_positive(options, "batchBytes")? {
         config.batch_bytes = n as usize;
     }
-    if let Some(ms) = opt_number(options, "requestTimeoutMs")? {
-        if ms < 1.0 {
-            return Err(Error::invalid("requestTimeoutMs must be at least 1"));
-        }
+    if let Some(ms) = opt_positive(options, "requestTimeoutMs")? {
         config.request_timeout = Duration::from_millis(ms as u64);
     }
     // The transport's own deadline backs the driver's up, a little later.
     transport.timeout = config.request_timeout + Duration::from_millis(500);
-    if let Some(n) = opt_number(options, "maxInFlightPerPeer")? {
-        config.max_in_flight_per_peer = (n as usize).max(1);
+    if let Some(n) = opt_positive(options, "maxInFlightPerPeer")? {
+        config.max_in_flight_per_peer = n as usize;
     }
-    if let Some(n) = opt_number(options, "maxRequestItems")? {
-        config.max_request_items = (n as usize).clamp(1, 384);
+    if let Some(n) = opt_positive(options, "maxRequestItems")? {
+        // Above the protocol's maximum: the maximum.
+        config.max_request_items = (n as usize).min(384);
         config.initial_request_items = config.initial_request_items.min(config.max_request_items);
     }
-    if let Some(n) = opt_number(options, "peerFailureLimit")? {
-        config.peer_failure_limit = (n as u32).max(1);
+    if let Some(n) = opt_positive(options, "peerFailureLimit")? {
+        config.peer_failure_limit = n as u32;
     }
-    if let Some(n) = opt_number(options, "maxResponseBytes")? {
-        transport.max_response_bytes = (n as usize).max(1024);
+    if let Some(n) = opt_positive(options, "maxResponseBytes")? {
+        // Smaller than the smallest useful answer (one blob and its framing): refused.
+        if n < 1024.0 {
+            return Err(Error::invalid("maxResponseBytes must be at least 1024"));
+        }
+        transport.max_response_bytes = n as usize;
     }
     Ok((config, transport))
 }

@@ -46,7 +46,13 @@ async fn sync_fresh(fx: &Fixture, db_name: &str, peers: Vec<JsValue>) -> (StateD
         fx.items(),
         "every item fetched exactly once"
     );
+    // Progress is reported after every commit, and only then.
     assert!(progress_calls.get() >= 1, "progress reported after commits");
+    assert_eq!(
+        f64::from(progress_calls.get()),
+        num(&report, "batches"),
+        "one progress call per commit"
+    );
     let t = field(&report, "timings");
     log(&format!(
         "{db_name}: {} nodes {} codes in {:.2}s, {} batches; ms: commit {:.0} process {:.0} check {:.0} wait {:.0}",
@@ -278,6 +284,21 @@ async fn hostile_peers_next_to_a_good_one() {
         num(&report, "rejected")
     ));
     assert!(bad > 0.0, "the faults were exercised");
+    // Each hostile peer was caught at its faults; the good one never was.
+    for s in stats.iter() {
+        let id = field(&s, "id").as_string().unwrap();
+        let penalties = num(&s, "rejected") + num(&s, "failures") + num(&s, "timeouts");
+        if id == genesis_peer() {
+            assert!(field(&s, "dropped").is_null(), "good peer dropped: {s:?}");
+            assert_eq!(penalties, 0.0, "good peer penalised: {s:?}");
+            assert!(num(&s, "items") > 0.0);
+        } else {
+            assert!(
+                penalties > 0.0 || !field(&s, "dropped").is_null(),
+                "hostile peer {id} went unpunished: {s:?}"
+            );
+        }
+    }
     let db = StateDb::open(name.into(), JsValue::UNDEFINED)
         .await
         .unwrap();
@@ -322,6 +343,144 @@ async fn only_useless_peers_fail_typed_and_bounded() {
     );
     assert_eq!(num(&report, "nodes"), 0.0, "nothing stored at all");
     db.close();
+    delete_db(name).await;
+}
+
+/// Only hostile peers that deliver some good data before their faults get them dropped (at
+/// the first fault, small batches): a typed error in bounded time, and what was committed
+/// is sound: every stored item hashes to its key and has its whole subtree, nothing under
+/// the root is corrupt, the rest is missing.
+#[wasm_bindgen_test]
+async fn only_hostile_peers_leave_a_sound_partial_database() {
+    let fx = Fixture::load(GENESIS_JSON);
+    let name = "ts-only-hostile";
+    delete_db(name).await;
+    let mut peers: Vec<JsValue> = Vec::new();
+    for url in hostile_peers() {
+        peers.push(url.into());
+        peers.push(ws(url).into());
+        peers.push(jsonrpc(url));
+    }
+    let started = triesync::clock::now_ms();
+    let opts = options(
+        &fx.root,
+        peers,
+        name,
+        &[
+            ("requestTimeoutMs", 1000.into()),
+            ("peerFailureLimit", 1.into()),
+            ("batchBytes", 10_000.into()),
+        ],
+    );
+    let err = run(opts).await.unwrap_err();
+    let seconds = (triesync::clock::now_ms() - started) / 1000.0;
+    let code = code(&err);
+    log(&format!("only hostile peers: {code} after {seconds:.1}s"));
+    assert!(
+        code == "NO_PEERS" || code == "UNAVAILABLE",
+        "code {code}: {err:?}"
+    );
+    assert!(seconds < 60.0, "gave up in {seconds}s");
+    let db = StateDb::open(name.into(), JsValue::UNDEFINED)
+        .await
+        .unwrap();
+    let meta = wait(db.meta()).await.unwrap();
+    let committed = num(&meta, "nodes");
+    assert!(committed > 0.0, "the good data was committed: {meta:?}");
+    assert_eq!(field(&meta, "complete"), JsValue::FALSE);
+    // checkStore reads every stored item, whether the root reaches it or not.
+    let check = wait(db.check_store()).await.unwrap();
+    log(&format!(
+        "only hostile peers: committed {committed}: {check:?}"
+    ));
+    assert_eq!(num(&check, "nodes"), committed, "every committed node read");
+    assert_eq!(field(&check, "sound"), JsValue::TRUE, "{check:?}");
+    assert_eq!(num(&check, "corruptCount"), 0.0);
+    assert_eq!(num(&check, "danglingCount"), 0.0);
+    let report = wait(db.verify(fx.root.clone())).await.unwrap();
+    assert_eq!(field(&report, "complete"), JsValue::FALSE);
+    assert!(num(&report, "missingCount") > 0.0, "{report:?}");
+    assert_eq!(js_sys::Array::from(&field(&report, "corrupt")).length(), 0);
+    db.close();
+    delete_db(name).await;
+}
+
+/// `addPeer` and `removePeer` while a sync runs: a good peer added after the first commit
+/// takes part, the slow peer removed later stops; the sync completes. Removing the only
+/// peer ends a sync with NO_PEERS at once.
+#[wasm_bindgen_test]
+async fn add_and_remove_peers_while_running() {
+    let fx = Fixture::load(GENESIS_JSON);
+    let name = "ts-peers-midway";
+    delete_db(name).await;
+    let opts = options(
+        &fx.root,
+        vec![slow_peer().into()],
+        name,
+        &[("batchBytes", 20_000.into())],
+    );
+    let sync = Rc::new(StateSync::new(opts).unwrap());
+    let calls = Rc::new(Cell::new(0u32));
+    let (s, c) = (sync.clone(), calls.clone());
+    sync.on_progress(callback(move |_| {
+        c.set(c.get() + 1);
+        match c.get() {
+            1 => s.add_peer(genesis_peer().into()).unwrap(),
+            3 => s.remove_peer(slow_peer().into()).unwrap(),
+            _ => {}
+        }
+    }));
+    let report = wait(sync.run())
+        .await
+        .unwrap_or_else(|e| panic!("sync failed: {e:?}"));
+    assert_eq!(field(&report, "complete"), JsValue::TRUE);
+    assert!(
+        calls.get() > 3,
+        "removed while running: {} commits",
+        calls.get()
+    );
+    let stats = js_sys::Array::from(&field(&report, "peers"));
+    let peer = |id: &str| {
+        stats
+            .iter()
+            .find(|s| field(s, "id").as_string().unwrap() == id)
+            .unwrap_or_else(|| panic!("no peer {id} in {stats:?}"))
+    };
+    let (slow, good) = (peer(slow_peer()), peer(genesis_peer()));
+    log(&format!("peers midway: slow {slow:?}, good {good:?}"));
+    assert!(num(&slow, "items") > 0.0, "the slow peer delivered first");
+    assert!(num(&good, "items") > 0.0, "the added peer delivered");
+    assert_eq!(field(&slow, "dropped").as_string().unwrap(), "removed");
+    assert!(field(&good, "dropped").is_null());
+    let db = StateDb::open(name.into(), JsValue::UNDEFINED)
+        .await
+        .unwrap();
+    assert_verified(&db, &fx).await;
+    db.close();
+    delete_db(name).await;
+
+    // The only peer removed at the first commit: NO_PEERS, without waiting for anything.
+    let opts = options(
+        &fx.root,
+        vec![ws(slow_peer()).into()],
+        name,
+        &[("batchBytes", 20_000.into())],
+    );
+    let sync = Rc::new(StateSync::new(opts).unwrap());
+    let removed_at = Rc::new(Cell::new(None::<f64>));
+    let (s, r) = (sync.clone(), removed_at.clone());
+    sync.on_progress(callback(move |_| {
+        if r.get().is_none() {
+            r.set(Some(triesync::clock::now_ms()));
+            s.remove_peer(ws(slow_peer()).into()).unwrap();
+        }
+    }));
+    let err = wait(sync.run()).await.unwrap_err();
+    let after = triesync::clock::now_ms() - removed_at.get().expect("a commit happened");
+    assert_eq!(code(&err), "NO_PEERS", "{err:?}");
+    assert!(after < 2000.0, "NO_PEERS {after} ms after the removal");
+    let last = field(&err, "progress");
+    assert_eq!(field(&last, "complete"), JsValue::FALSE);
     delete_db(name).await;
 }
 
@@ -496,6 +655,45 @@ async fn argument_and_state_errors_are_typed() {
         ))),
         "INVALID_ARGUMENT"
     );
+    // Counts, sizes and times that would stall the sync (a batchBytes of 0 commits an
+    // empty batch on every turn) or are no number at all.
+    for (key, value) in [
+        ("batchBytes", 0.0),
+        ("batchBytes", 0.5),
+        ("batchBytes", -1.0),
+        ("batchBytes", f64::NAN),
+        ("requestTimeoutMs", 0.0),
+        ("maxInFlightPerPeer", 0.0),
+        ("maxRequestItems", 0.0),
+        ("peerFailureLimit", 0.0),
+        ("maxResponseBytes", 0.0),
+        ("maxResponseBytes", 100.0),
+        ("lockTimeoutMs", -5.0),
+        ("lockTimeoutMs", f64::INFINITY),
+    ] {
+        let err = bad(options(&root, vec![], "db", &[(key, value.into())]));
+        assert_eq!(code(&err), "INVALID_ARGUMENT", "{key}: {value}");
+        let message = field(&err, "message").as_string().unwrap();
+        assert!(message.contains(key), "{key}: {message}");
+    }
+    // The smallest sensible values are fine.
+    for key in [
+        "batchBytes",
+        "requestTimeoutMs",
+        "maxInFlightPerPeer",
+        "maxRequestItems",
+        "peerFailureLimit",
+    ] {
+        StateSync::new(options(&root, vec![], "db", &[(key, 1.into())]))
+            .unwrap_or_else(|e| panic!("{key}: 1 refused: {e:?}"));
+    }
+    StateSync::new(options(
+        &root,
+        vec![],
+        "db",
+        &[("maxResponseBytes", 1024.into())],
+    ))
+    .unwrap();
     assert_eq!(
         code(&bad(options(
             &root,
