@@ -77,6 +77,9 @@ pub fn build_synthetic(spec: &SyntheticSpec) -> BuiltState {
 
 #[cfg(test)]
 mod tests {
+    // Under wasm the same tests run on wasm-bindgen-test (`wasm-pack test --node core`).
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
 
     #[test]

@@ -238,10 +238,13 @@ pub async fn verify<S: Store>(store: &S, root: H256) -> Result<VerifyReport, Sto
 
 #[cfg(test)]
 mod tests {
+    // Under wasm the same tests run on wasm-bindgen-test (`wasm-pack test --node core`).
     use super::*;
     use crate::state::{build_state, GenesisAccount};
     use crate::store::{Batch, MemoryStore, SyncMeta};
     use futures::executor::block_on;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn store_of(state: &crate::state::BuiltState) -> MemoryStore {
         let store = MemoryStore::new();
@@ -323,15 +326,19 @@ mod tests {
         let report = block_on(verify(&store, state.root)).unwrap();
         assert!(!report.complete);
         assert_eq!(report.missing, vec![ItemKey::node(victim)]);
-        // Damage: store other bytes under a key.
+        // Damage: store other bytes under a key. The victim comes back first: `other`
+        // may lie beneath it (the map's order varies), where the walk would not reach it.
         let other = *state
             .nodes
             .keys()
             .find(|h| **h != state.root && **h != victim)
             .unwrap();
         let batch = Batch {
-            items: vec![(ItemKey::node(other), vec![0xc0])],
-            bytes: 1,
+            items: vec![
+                (ItemKey::node(victim), state.nodes[&victim].clone()),
+                (ItemKey::node(other), vec![0xc0]),
+            ],
+            bytes: 1 + state.nodes[&victim].len(),
             ..Default::default()
         };
         block_on(store.write(&batch, &SyncMeta::default())).unwrap();

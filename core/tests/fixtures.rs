@@ -1,7 +1,9 @@
-#![cfg(not(target_arch = "wasm32"))]
 //! The builder against every published root in `../shared/fixtures`.
 
 mod common;
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use serde_json::Value;
 use triesync_core::{builder::build_trie, builder::NodeMap, keccak256, H256};
@@ -32,9 +34,8 @@ fn test_bytes(v: &Value) -> Vec<u8> {
 }
 
 fn run_trietests(file: &str, secure: bool) -> usize {
-    let path = common::fixtures_dir().join("trietests").join(file);
-    let tests: serde_json::Map<String, Value> =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let text = common::fixture_text(&format!("trietests/{file}"));
+    let tests: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
     for (name, case) in &tests {
         let pairs: Vec<(Value, Value)> = match &case["in"] {
             Value::Array(items) => items.iter().map(|p| (p[0].clone(), p[1].clone())).collect(),
@@ -69,4 +70,47 @@ fn every_trietests_case_reproduces_its_root() {
     cases += run_trietests("trieanyorder_secureTrie.json", true);
     cases += run_trietests("hex_encoded_securetrie_test.json", true);
     assert!(cases >= 20, "only {cases} cases read");
+}
+
+/// Sorted relative paths of the files under `dir`, `depth` levels down.
+#[cfg(not(target_arch = "wasm32"))]
+fn files_on_disk(dir: &std::path::Path, depth: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() && depth > 0 {
+            out.extend(
+                files_on_disk(&path, depth - 1)
+                    .into_iter()
+                    .map(|f| format!("{name}/{f}")),
+            );
+        } else if path.is_file() && depth == 0 && name != "README.md" {
+            out.push(name);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The wasm run reads compiled-in copies of the files (no file system on Node): their
+/// lists in `common` must name every fixture and regression file on disk.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn wasm_file_lists_name_every_file_on_disk() {
+    let sorted = |files: &[&str]| {
+        let mut v: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        sorted(common::FIXTURE_FILES),
+        files_on_disk(&common::fixtures_dir(), 1),
+        "common::FIXTURE_FILES != the files of the fixtures dir"
+    );
+    assert_eq!(
+        sorted(common::REGRESSION_FILES),
+        files_on_disk(&common::regressions_dir(), 1),
+        "common::REGRESSION_FILES != the files of fuzz/regressions"
+    );
 }

@@ -1,11 +1,13 @@
-#![cfg(not(target_arch = "wasm32"))]
 //! The packed store (`triesync_core::packed`) over the in-memory record backend: the
 //! `Store` contract against `MemoryStore`, full syncs, reopening, compaction, aborted
 //! commits and the record count of a 100k-account sync.
 
 mod common;
 
-use futures::executor::block_on;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use common::block_on;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use triesync_core::driver::{Progress, SyncConfig, Syncer};
@@ -16,7 +18,7 @@ use triesync_core::peer::Peer;
 use triesync_core::state::BuiltState;
 use triesync_core::store::{Batch, ItemKey, MemoryStore, Store, StoreError, SyncMeta};
 use triesync_core::synthetic::{build_synthetic, SyntheticSpec};
-use triesync_core::testing::{Behaviour, MemoryPeer, ThreadClock};
+use triesync_core::testing::{Behaviour, MemoryPeer};
 use triesync_core::{keccak256, walk, H256};
 
 /// xorshift64 (no rand dependency).
@@ -154,15 +156,18 @@ fn test_contract_matches_memory_store() {
 
 // ---- full syncs ----
 
-fn sync_into(
+async fn sync_into(
     store: &PackedStore<MemoryBackend>,
     state: &BuiltState,
     config: SyncConfig,
 ) -> Progress {
-    let clock = ThreadClock::new();
+    let clock = common::clock();
     let (syncer, handle) = Syncer::new(state.root, config);
     handle.add_peer(Rc::new(MemoryPeer::new("p", state, Behaviour::Honest)) as Rc<dyn Peer>);
-    block_on(syncer.run(store, &clock, &mut |_| {})).expect("sync completes")
+    syncer
+        .run(store, &clock, &mut |_| {})
+        .await
+        .expect("sync completes")
 }
 
 fn assert_verified(store: &PackedStore<MemoryBackend>, state: &BuiltState, stem: &str) {
@@ -182,46 +187,47 @@ fn assert_verified(store: &PackedStore<MemoryBackend>, state: &BuiltState, stem:
     );
 }
 
-/// Every fixture synced by the driver into a packed store (small batches, so several runs
-/// and merges), verified complete with exact counts; then reopened from the backend and
-/// verified again; then resynced: nothing fetched.
-#[test]
-fn test_sync_every_fixture_then_reopen() {
-    for (stem, _, nodes, node_bytes, codes, code_bytes) in common::STATES {
-        let state = common::load_state(stem).1;
-        for config in [PackedConfig::default(), tiny()] {
-            let backend = MemoryBackend::new();
-            let store = open(&backend, config.clone());
-            let sync = SyncConfig {
-                batch_bytes: 16 * 1024,
-                ..SyncConfig::default()
-            };
-            let progress = sync_into(&store, &state, sync.clone());
-            assert!(progress.complete);
-            assert_eq!(
-                (progress.nodes as usize, progress.node_bytes as usize),
-                (nodes, node_bytes),
-                "{stem}"
-            );
-            assert_eq!(
-                (progress.codes as usize, progress.code_bytes as usize),
-                (codes, code_bytes),
-                "{stem}"
-            );
-            assert_verified(&store, &state, stem);
-            let meta = block_on(store.meta()).unwrap().unwrap();
-            assert!(meta.complete && meta.root == state.root);
+common::async_test! {
+    /// Every fixture synced by the driver into a packed store (small batches, so several runs
+    /// and merges), verified complete with exact counts; then reopened from the backend and
+    /// verified again; then resynced: nothing fetched.
+    async fn test_sync_every_fixture_then_reopen() {
+        for (stem, _, nodes, node_bytes, codes, code_bytes) in common::STATES {
+            let state = common::load_state(stem).1;
+            for config in [PackedConfig::default(), tiny()] {
+                let backend = MemoryBackend::new();
+                let store = open(&backend, config.clone());
+                let sync = SyncConfig {
+                    batch_bytes: 16 * 1024,
+                    ..SyncConfig::default()
+                };
+                let progress = sync_into(&store, &state, sync.clone()).await;
+                assert!(progress.complete);
+                assert_eq!(
+                    (progress.nodes as usize, progress.node_bytes as usize),
+                    (nodes, node_bytes),
+                    "{stem}"
+                );
+                assert_eq!(
+                    (progress.codes as usize, progress.code_bytes as usize),
+                    (codes, code_bytes),
+                    "{stem}"
+                );
+                assert_verified(&store, &state, stem);
+                let meta = block_on(store.meta()).unwrap().unwrap();
+                assert!(meta.complete && meta.root == state.root);
 
-            let reopened = open(&backend, config);
-            assert_eq!(reopened.run_count(), store.run_count());
-            assert_verified(&reopened, &state, stem);
-            assert_eq!(block_on(reopened.meta()).unwrap(), Some(meta));
-            let again = sync_into(&reopened, &state, sync);
-            assert_eq!(
-                again.nodes + again.codes,
-                0,
-                "{stem}: a complete store fetches nothing"
-            );
+                let reopened = open(&backend, config);
+                assert_eq!(reopened.run_count(), store.run_count());
+                assert_verified(&reopened, &state, stem);
+                assert_eq!(block_on(reopened.meta()).unwrap(), Some(meta));
+                let again = sync_into(&reopened, &state, sync).await;
+                assert_eq!(
+                    again.nodes + again.codes,
+                    0,
+                    "{stem}: a complete store fetches nothing"
+                );
+            }
         }
     }
 }
@@ -574,71 +580,72 @@ fn test_bloom_has_no_false_negatives_and_few_false_positives() {
 
 // ---- scale ----
 
-/// A 100k-account synthetic sync into the packed store with the driver's default batches:
-/// records written are ~bytes / page size, not ~items; descriptor memory stays a few bits
-/// per key; the result verifies complete, also after reopening.
-#[test]
-fn test_sync_100k_accounts_records_and_memory() {
-    let state = build_synthetic(&SyntheticSpec::with_accounts(100_000, 1));
-    let items = (state.nodes.len() + state.codes.len()) as u64;
-    let bytes: u64 = state
-        .nodes
-        .values()
-        .chain(state.codes.values())
-        .map(|v| v.len() as u64)
-        .sum();
-    let backend = MemoryBackend::new();
-    let store = open(&backend, PackedConfig::default());
-    let started = std::time::Instant::now();
-    let progress = sync_into(&store, &state, SyncConfig::default());
-    let elapsed = started.elapsed();
-    assert_eq!(progress.nodes + progress.codes, items);
-    assert_verified(&store, &state, "synthetic 100k");
+common::async_test! {
+    /// A 100k-account synthetic sync into the packed store with the driver's default batches:
+    /// records written are ~bytes / page size, not ~items; descriptor memory stays a few bits
+    /// per key; the result verifies complete, also after reopening.
+    async fn test_sync_100k_accounts_records_and_memory() {
+        let state = build_synthetic(&SyntheticSpec::with_accounts(100_000, 1));
+        let items = (state.nodes.len() + state.codes.len()) as u64;
+        let bytes: u64 = state
+            .nodes
+            .values()
+            .chain(state.codes.values())
+            .map(|v| v.len() as u64)
+            .sum();
+        let backend = MemoryBackend::new();
+        let store = open(&backend, PackedConfig::default());
+        let started = common::now_ms();
+        let progress = sync_into(&store, &state, SyncConfig::default()).await;
+        let elapsed = (common::now_ms() - started) / 1e3;
+        assert_eq!(progress.nodes + progress.codes, items);
+        assert_verified(&store, &state, "synthetic 100k");
 
-    let b = backend.stats();
-    let s = store.stats();
-    let memory = store.descriptor_memory_bytes();
-    let stored = store.item_entries();
-    let bits_per_key = memory as f64 * 8.0 / stored as f64;
-    eprintln!(
-        "synthetic 100k: {items} items, {bytes} bytes, {} batches in {:.2} s\n\
-         records put: {} total in {} commits ({} by batch writes, {} by {} compactions), \
-         {:.4} records/item, {:.1} KiB/record; pages now {} ({} bytes), runs now {}\n\
-         descriptor memory {memory} bytes for {stored} stored items = {:.2} bytes ({bits_per_key:.1} bits) per item; \
-         lookups: {} page reads, {} Bloom false-positive reads",
-        s.writes,
-        elapsed.as_secs_f64(),
-        b.puts,
-        b.commits,
-        s.write_records,
-        s.compaction_records,
-        s.compactions,
-        b.puts as f64 / items as f64,
-        b.put_bytes as f64 / b.puts as f64 / 1024.0,
-        backend.count(Table::Pages),
-        backend.bytes(Table::Pages),
-        store.run_count(),
-        memory as f64 / stored as f64,
-        s.page_reads,
-        s.false_positive_reads,
-    );
-    // One record per item would be `items` puts; packed it is ~(1 + tiers) × bytes / page.
-    assert!(b.puts < items / 20, "records {} for {items} items", b.puts);
-    assert!(
-        s.write_records <= s.writes * 6,
-        "a ~100 KiB batch is a few records"
-    );
-    assert!(bits_per_key < 20.0, "{bits_per_key} bits per key");
-    assert!(store.run_count() <= 16, "runs {}", store.run_count());
-    // Reopen: descriptors reloaded, lookups work.
-    let reopened = open(&backend, PackedConfig::default());
-    assert_verified(&reopened, &state, "synthetic 100k reopened");
-    let full = block_on(reopened.compact_full()).unwrap();
-    assert!(full || reopened.run_count() == 1);
-    assert_eq!(
-        reopened.item_entries(),
-        items,
-        "after a full merge each item is stored once"
-    );
-    assert_verified(&reopened, &state, "synthetic 100k fully merged");
+        let b = backend.stats();
+        let s = store.stats();
+        let memory = store.descriptor_memory_bytes();
+        let stored = store.item_entries();
+        let bits_per_key = memory as f64 * 8.0 / stored as f64;
+        eprintln!(
+            "synthetic 100k: {items} items, {bytes} bytes, {} batches in {:.2} s\n\
+             records put: {} total in {} commits ({} by batch writes, {} by {} compactions), \
+             {:.4} records/item, {:.1} KiB/record; pages now {} ({} bytes), runs now {}\n\
+             descriptor memory {memory} bytes for {stored} stored items = {:.2} bytes ({bits_per_key:.1} bits) per item; \
+             lookups: {} page reads, {} Bloom false-positive reads",
+            s.writes,
+            elapsed,
+            b.puts,
+            b.commits,
+            s.write_records,
+            s.compaction_records,
+            s.compactions,
+            b.puts as f64 / items as f64,
+            b.put_bytes as f64 / b.puts as f64 / 1024.0,
+            backend.count(Table::Pages),
+            backend.bytes(Table::Pages),
+            store.run_count(),
+            memory as f64 / stored as f64,
+            s.page_reads,
+            s.false_positive_reads,
+        );
+        // One record per item would be `items` puts; packed it is ~(1 + tiers) × bytes / page.
+        assert!(b.puts < items / 20, "records {} for {items} items", b.puts);
+        assert!(
+            s.write_records <= s.writes * 6,
+            "a ~100 KiB batch is a few records"
+        );
+        assert!(bits_per_key < 20.0, "{bits_per_key} bits per key");
+        assert!(store.run_count() <= 16, "runs {}", store.run_count());
+        // Reopen: descriptors reloaded, lookups work.
+        let reopened = open(&backend, PackedConfig::default());
+        assert_verified(&reopened, &state, "synthetic 100k reopened");
+        let full = block_on(reopened.compact_full()).unwrap();
+        assert!(full || reopened.run_count() == 1);
+        assert_eq!(
+            reopened.item_entries(),
+            items,
+            "after a full merge each item is stored once"
+        );
+        assert_verified(&reopened, &state, "synthetic 100k fully merged");
+    }
 }

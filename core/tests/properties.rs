@@ -1,4 +1,3 @@
-#![cfg(not(target_arch = "wasm32"))]
 //! A bounded, seeded property pass over every decoder that sees peer bytes and over the
 //! scheduler: the same invariants as the coverage-guided fuzz targets in `fuzz/` (it
 //! includes their `checks.rs`), on a fixed number of generated cases so that it runs in
@@ -6,6 +5,9 @@
 //! multiplies the case counts. See FUZZING.md.
 
 mod common;
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 #[path = "../../fuzz/src/checks.rs"]
 mod checks;
@@ -15,7 +17,6 @@ use checks::{
     check_ws_response, generated_state, rlp_canonical, rpc_answer, Input, RealState, RlpFlaw,
     SchedulerRun,
 };
-use futures::executor::block_on;
 use std::rc::Rc;
 use std::time::Duration;
 use triesync_core::driver::{SyncConfig, Syncer};
@@ -25,7 +26,7 @@ use triesync_core::nodes::{
 use triesync_core::scheduler::{ProcessError, Scheduler};
 use triesync_core::state::{build_state, Account, BuiltState, GenesisAccount};
 use triesync_core::store::{ItemKey, Kind, MemoryStore};
-use triesync_core::testing::{Behaviour, MemoryPeer, ThreadClock};
+use triesync_core::testing::{Behaviour, MemoryPeer};
 use triesync_core::{keccak256, wire, EMPTY_CODE_HASH, EMPTY_ROOT, H256};
 
 // ---- a seeded generator (no dependency) ----
@@ -528,52 +529,46 @@ fn noncanonical_inputs_are_classified() {
 /// minimised) through that target's checks: none may panic.
 #[test]
 fn fuzz_regressions_replay() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
     let mut replayed = 0;
-    for target in std::fs::read_dir(&dir).expect("fuzz/regressions") {
-        let target = target.unwrap().path();
-        let name = target.file_name().unwrap().to_string_lossy().into_owned();
-        for file in std::fs::read_dir(&target).unwrap() {
-            let data = std::fs::read(file.unwrap().path()).unwrap();
-            let bounded = || data.split_first().map(|(&m, b)| (usize::from(m), b));
-            match name.as_str() {
-                "node" => {
-                    check_node(&data);
-                }
-                "account" => {
-                    check_account(&data);
-                }
-                "wire_request" => {
-                    check_request(&data);
-                }
-                "wire_ws_request" => {
-                    check_ws_request(&data);
-                }
-                "wire_blobs" => {
-                    bounded().map(|(m, b)| check_blobs(b, m));
-                }
-                "wire_ws_response" => {
-                    bounded().map(|(m, b)| check_ws_response(b, m));
-                }
-                "wire_rpc_batch" => {
-                    bounded().map(|(m, b)| check_rpc_batch(&String::from_utf8_lossy(b), m));
-                }
-                "scheduler" => {
-                    let mut input = Input::new(&data);
-                    let states = fixture_real_states();
-                    let check = input.byte() & 1 == 1;
-                    SchedulerRun::new(&states[0], check).run(&mut input);
-                }
-                "scheduler_generated" => {
-                    let mut input = Input::new(&data);
-                    let check = input.byte() & 1 == 1;
-                    let state = generated_state(&mut input);
-                    SchedulerRun::new(&state, check).run(&mut input);
-                }
-                other => panic!("fuzz/regressions/{other}: unknown target"),
+    for (name, data) in common::fuzz_regressions() {
+        let bounded = || data.split_first().map(|(&m, b)| (usize::from(m), b));
+        match name.as_str() {
+            "node" => {
+                check_node(&data);
             }
-            replayed += 1;
+            "account" => {
+                check_account(&data);
+            }
+            "wire_request" => {
+                check_request(&data);
+            }
+            "wire_ws_request" => {
+                check_ws_request(&data);
+            }
+            "wire_blobs" => {
+                bounded().map(|(m, b)| check_blobs(b, m));
+            }
+            "wire_ws_response" => {
+                bounded().map(|(m, b)| check_ws_response(b, m));
+            }
+            "wire_rpc_batch" => {
+                bounded().map(|(m, b)| check_rpc_batch(&String::from_utf8_lossy(b), m));
+            }
+            "scheduler" => {
+                let mut input = Input::new(&data);
+                let states = fixture_real_states();
+                let check = input.byte() & 1 == 1;
+                SchedulerRun::new(&states[0], check).run(&mut input);
+            }
+            "scheduler_generated" => {
+                let mut input = Input::new(&data);
+                let check = input.byte() & 1 == 1;
+                let state = generated_state(&mut input);
+                SchedulerRun::new(&state, check).run(&mut input);
+            }
+            other => panic!("fuzz/regressions/{other}: unknown target"),
         }
+        replayed += 1;
     }
     assert!(replayed > 0);
 }
@@ -664,20 +659,21 @@ fn same_bytes_as_node_and_code_are_taken_for_both() {
     SchedulerRun::new(&real, true).run(&mut Input::new(&[]));
 }
 
-/// An honest peer completes the sync of that state (before 5241a08 the driver ended with
-/// `Unavailable` for the code: it counted the refused delivery as an omission).
-#[test]
-fn driver_syncs_code_equal_to_a_node() {
-    let state = code_equal_to_storage_root();
-    let store = MemoryStore::new();
-    let peer = MemoryPeer::new("p", &state, Behaviour::Honest);
-    let clock = ThreadClock::new();
-    let config = SyncConfig {
-        request_timeout: Duration::from_millis(300),
-        ..SyncConfig::default()
-    };
-    let (syncer, handle) = Syncer::new(state.root, config);
-    handle.add_peer(Rc::new(peer));
-    let result = block_on(syncer.run(&store, &clock, &mut |_| {}));
-    assert!(result.as_ref().is_ok_and(|p| p.complete), "{result:?}");
+common::async_test! {
+    /// An honest peer completes the sync of that state (before 5241a08 the driver ended with
+    /// `Unavailable` for the code: it counted the refused delivery as an omission).
+    async fn driver_syncs_code_equal_to_a_node() {
+        let state = code_equal_to_storage_root();
+        let store = MemoryStore::new();
+        let peer = MemoryPeer::new("p", &state, Behaviour::Honest);
+        let clock = common::clock();
+        let config = SyncConfig {
+            request_timeout: Duration::from_millis(300),
+            ..SyncConfig::default()
+        };
+        let (syncer, handle) = Syncer::new(state.root, config);
+        handle.add_peer(Rc::new(peer));
+        let result = syncer.run(&store, &clock, &mut |_| {}).await;
+        assert!(result.as_ref().is_ok_and(|p| p.complete), "{result:?}");
+    }
 }

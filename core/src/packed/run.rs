@@ -231,6 +231,9 @@ impl<'a> RunWriter<'a> {
 
 #[cfg(test)]
 mod tests {
+    // Under wasm the same tests run on wasm-bindgen-test (`wasm-pack test --node core`).
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::by_seq;
 
     #[test]
