@@ -8,23 +8,32 @@ export CARGO_TERM_COLOR=never
 
 step() { printf '\n==== %s ====\n' "$*"; }
 
+# The native tests read the fixtures at run time, the wasm build compiles them in from
+# ../shared/fixtures: without them everything below fails far from the cause.
+fixtures="${TRIESYNC_FIXTURES:-../shared/fixtures}"
+for dir in "$fixtures" ../shared/fixtures; do
+  if [ ! -d "$dir/states" ] || [ ! -d "$dir/trietests" ]; then
+    echo "error: no fixtures at $dir (want states/ and trietests/; see TRIESYNC_FIXTURES," \
+      "and the wasm build always reads ../shared/fixtures)" >&2
+    exit 1
+  fi
+done
+
 step "setup"
-scripts/setup.sh
+bash scripts/setup.sh
 
 step "native tests (core, peer)"
 cargo test -p triesync-core -p triesync-peer
 
+# The core's unit and integration tests (core/tests/sync.rs aside), built for wasm32.
 step "core under wasm (wasm-bindgen-test on Node)"
 wasm-pack test --node core
 
-if [ -x scripts/browser-tests.sh ]; then
-  step "browser tests (headless Chromium, IndexedDB, real peers)"
-  scripts/browser-tests.sh
-fi
+# Through bash, so that a lost exec bit fails the run instead of skipping the step.
+step "browser tests (headless Chromium, IndexedDB, real peers)"
+bash scripts/browser-tests.sh
 
-if [ -x scripts/e2e.sh ]; then
-  step "package and end-to-end page tests"
-  scripts/e2e.sh
-fi
+step "package and end-to-end page tests"
+bash scripts/e2e.sh
 
 step "all tests passed"
