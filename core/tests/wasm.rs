@@ -2,6 +2,8 @@
 //! the fixture states synced by the scheduler and the driver, exactly as natively.
 #![cfg(target_arch = "wasm32")]
 
+mod common;
+
 use futures::future::{self, FutureExt, LocalBoxFuture};
 use std::cell::Cell;
 use std::rc::Rc;
@@ -14,24 +16,10 @@ use triesync_core::testing::{Behaviour, MemoryPeer};
 use triesync_core::walk;
 use wasm_bindgen_test::wasm_bindgen_test;
 
-const FIXTURES: [(&str, &str); 4] = [
-    (
-        "mainnet-genesis",
-        include_str!("../../../shared/fixtures/states/mainnet-genesis.json"),
-    ),
-    (
-        "sepolia-genesis",
-        include_str!("../../../shared/fixtures/states/sepolia-genesis.json"),
-    ),
-    (
-        "bt-block504980",
-        include_str!("../../../shared/fixtures/states/bt-block504980.json"),
-    ),
-    (
-        "bt-walletConfirm",
-        include_str!("../../../shared/fixtures/states/bt-walletConfirm.json"),
-    ),
-];
+/// A fixture state's JSON (compiled in: see `common::fixture_text`).
+fn state_json(stem: &str) -> String {
+    common::fixture_text(&format!("states/{stem}.json"))
+}
 
 /// Time that never passes: timeouts never fire, which these honest-peer runs never need.
 #[derive(Default)]
@@ -56,8 +44,8 @@ fn build(text: &str) -> BuiltState {
 
 #[wasm_bindgen_test]
 async fn every_fixture_syncs_in_wasm() {
-    for (name, text) in FIXTURES {
-        let state = build(text);
+    for (name, ..) in common::STATES {
+        let state = build(&state_json(name));
         let store = MemoryStore::new();
         let honest = MemoryPeer::new("good", &state, Behaviour::Honest);
         let corrupt = honest.sibling("corrupt", Behaviour::Corrupt);
@@ -82,7 +70,7 @@ async fn every_fixture_syncs_in_wasm() {
 
 #[wasm_bindgen_test]
 async fn accounts_read_back_from_the_synced_store() {
-    let fixture = StateFixture::from_json(FIXTURES[2].1).unwrap();
+    let fixture = StateFixture::from_json(&state_json("bt-block504980")).unwrap();
     let state = fixture.build().unwrap();
     let store = MemoryStore::new();
     let (syncer, handle) = Syncer::new(state.root, SyncConfig::default());
@@ -111,4 +99,40 @@ async fn accounts_read_back_from_the_synced_store() {
             assert_eq!(&got, value);
         }
     }
+}
+
+/// The other tests' wasm clock (`common::clock`, on `setTimeout`) really waits and wakes:
+/// a peer that answers after 30 ms on it finishes the sync, and a peer that never answers
+/// has its requests timed out by it. Timers that never fired would hang this test, timers
+/// that fired at once would fail the elapsed-time check.
+#[wasm_bindgen_test]
+async fn test_clock_sleeps_and_times_out_under_wasm() {
+    let state = build(&state_json("sepolia-genesis"));
+    let clock = common::clock();
+    let delay = Duration::from_millis(30);
+    let slow = MemoryPeer::new(
+        "slow",
+        &state,
+        Behaviour::Delay(delay, Rc::new(clock.clone())),
+    );
+    let stall = slow.sibling("stall", Behaviour::Stall);
+    let config = SyncConfig {
+        request_timeout: Duration::from_millis(100),
+        ..SyncConfig::default()
+    };
+    let (syncer, handle) = Syncer::new(state.root, config);
+    handle.add_peer(Rc::new(stall) as Rc<dyn Peer>);
+    handle.add_peer(Rc::new(slow));
+    let store = MemoryStore::new();
+    let started = common::now_ms();
+    let report = syncer.run(&store, &clock, &mut |_| {}).await.unwrap();
+    let elapsed = common::now_ms() - started;
+    assert!(report.complete);
+    assert!(
+        elapsed >= 30.0,
+        "synced in {elapsed} ms through a 30 ms peer"
+    );
+    let stats = |id: &str| report.peers.iter().find(|p| p.id == id).unwrap().clone();
+    assert!(stats("stall").timeouts >= 1, "{:?}", stats("stall"));
+    assert!(stats("slow").items > 0, "{:?}", stats("slow"));
 }
