@@ -4,33 +4,301 @@
 
 use crate::app::App;
 use crate::faults::{self, Transport};
-use crate::server::{apply_request_fault, read_body, respond, ConnCtx, Resp};
+use crate::server::{apply_request_fault, read_body, respond, text, ConnCtx, Resp};
 use hyper::body::Incoming;
+use hyper::header;
 use hyper::Request;
-use serde_json::{json, Value};
+use serde_json::value::RawValue;
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use triesync_core::H256;
 
 /// Largest accepted JSON-RPC body.
 pub const MAX_RPC_BODY: usize = 1024 * 1024;
-/// Most calls in one batch.
+/// Most calls in one batch (geth's `BatchRequestLimit` default).
 pub const MAX_BATCH: usize = 1000;
 /// Once the results of a batch pass this many bytes, the remaining calls get error -32003
-/// (geth's `BatchResponseMaxSize` default).
+/// (geth's `BatchResponseMaxSize` default). Counted as geth counts it: the length of each
+/// result's JSON text, `"0x…"`, so 2 bytes per blob byte plus 4.
 pub const MAX_BATCH_RESPONSE: usize = 25_000_000;
 /// geth's key prefix for code.
 pub const CODE_PREFIX: u8 = 0x63;
+/// The error message of a key the peer does not have: what geth's default database,
+/// Pebble, says (a LevelDB-backed geth says `leveldb: not found`).
+pub const NOT_FOUND: &str = "pebble: not found";
+/// The media types geth accepts on a JSON-RPC post (parameters such as `charset` aside).
+pub const ACCEPTED_CONTENT_TYPES: [&str; 3] = [
+    "application/json",
+    "application/json-rpc",
+    "application/jsonrequest",
+];
 
-fn error(id: Value, code: i64, message: impl Into<String>) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message.into()}})
+/// A JSON string as Go's encoding/json writes it (`<`, `>` and `&` escaped), so that
+/// messages match geth's byte for byte.
+fn go_string(s: &str) -> String {
+    let q = serde_json::to_string(s).expect("a string serializes");
+    if !q.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return q;
+    }
+    q.replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
 }
 
-fn result(id: Value, value: &[u8]) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "result": format!("0x{}", hex::encode(value))})
+/// `{"jsonrpc":"2.0","id":…,` with the id as the client sent it (omitted when `None`, as
+/// geth does for a message that had none).
+fn head(id: Option<&str>) -> String {
+    match id {
+        Some(id) => format!(r#"{{"jsonrpc":"2.0","id":{id},"#),
+        None => r#"{"jsonrpc":"2.0","#.to_string(),
+    }
 }
 
-fn json_resp(v: &Value) -> Resp {
-    respond(200, "application/json", v.to_string())
+fn error(id: Option<&str>, code: i64, message: &str) -> String {
+    format!(
+        r#"{}"error":{{"code":{code},"message":{}}}}}"#,
+        head(id),
+        go_string(message)
+    )
+}
+
+fn result(id: Option<&str>, value: &[u8]) -> String {
+    let mut s = head(id);
+    s.reserve(2 * value.len() + 16);
+    s.push_str(r#""result":"0x"#);
+    s.push_str(&hex::encode(value));
+    s.push_str("\"}");
+    s
+}
+
+fn json_resp(body: String) -> Resp {
+    respond(200, "application/json", body)
+}
+
+/// Whether a Content-Type is one geth takes for JSON-RPC (its media type, case aside).
+fn accepted_content_type(req: &Request<Incoming>) -> bool {
+    let Some(ct) = req.headers().get(header::CONTENT_TYPE) else {
+        return false;
+    };
+    let Ok(ct) = ct.to_str() else { return false };
+    let media = ct.split(';').next().unwrap_or("").trim();
+    ACCEPTED_CONTENT_TYPES
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(media))
+}
+
+/// One message of a post, read as geth reads it into its `jsonrpcMessage`: fields of the
+/// wrong type count as absent, anything but an object is an empty message.
+#[derive(Debug, Default)]
+struct Msg<'a> {
+    version_ok: bool,
+    id: Option<&'a RawValue>,
+    method: String,
+    params: Option<&'a RawValue>,
+    result_or_error: bool,
+}
+
+impl<'a> Msg<'a> {
+    fn parse(raw: &'a RawValue) -> Self {
+        let Ok(fields) = serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get()) else {
+            return Msg::default();
+        };
+        let string = |k: &str| {
+            fields
+                .get(k)
+                .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+        };
+        Msg {
+            version_ok: string("jsonrpc").as_deref() == Some("2.0"),
+            id: fields.get("id").copied(),
+            method: string("method").unwrap_or_default(),
+            params: fields.get("params").copied(),
+            result_or_error: fields.contains_key("result") || fields.contains_key("error"),
+        }
+    }
+
+    /// geth's `hasValidID`: present and not an object or array (`null` is valid).
+    fn valid_id(&self) -> bool {
+        self.id.is_some_and(|id| !id.get().starts_with(['{', '[']))
+    }
+
+    fn is_call(&self) -> bool {
+        self.version_ok && self.valid_id() && !self.method.is_empty()
+    }
+}
+
+/// What a message of a post asks, decided while its body is still at hand; kept without
+/// the body (and without any JSON tree) while the answer waits.
+#[derive(Debug)]
+enum Entry {
+    /// No answer: a notification, or a message that is itself a response.
+    Silent,
+    /// An error answer, no lookup.
+    Error {
+        /// The id as sent, for a `response too large` answer (geth's `errorResponse`).
+        raw_id: Option<String>,
+        /// The id this error is answered with.
+        id: Option<String>,
+        code: i64,
+        message: String,
+    },
+    /// `debug_dbGet` with its key decoded, or the error geth's `ParseHexOrString` gives.
+    Get {
+        id: String,
+        key: Result<Vec<u8>, &'static str>,
+    },
+}
+
+impl Entry {
+    fn read(msg: &Msg) -> Entry {
+        let raw_id = msg.id.map(|id| id.get().to_string());
+        if msg.version_ok && msg.id.is_none() && !msg.method.is_empty() {
+            return Entry::Silent; // a notification
+        }
+        let invalid = |id: Option<String>| Entry::Error {
+            raw_id: raw_id.clone(),
+            id,
+            code: -32600,
+            message: "invalid request".into(),
+        };
+        if !msg.is_call() {
+            if msg.version_ok && msg.valid_id() && msg.params.is_none() && msg.result_or_error {
+                return Entry::Silent; // a response: geth handles it apart, never answers
+            }
+            return if msg.valid_id() {
+                invalid(raw_id.clone())
+            } else {
+                invalid(Some("null".into()))
+            };
+        }
+        let id = raw_id.clone().expect("a call has an id");
+        let fail = |code: i64, message: String| Entry::Error {
+            raw_id: raw_id.clone(),
+            id: Some(id.clone()),
+            code,
+            message,
+        };
+        if msg.method != "debug_dbGet" {
+            let m = format!("the method {} does not exist/is not available", msg.method);
+            return fail(-32601, m);
+        }
+        match dbget_arg(msg.params) {
+            Ok(key) => Entry::Get {
+                id,
+                key: parse_hex_or_string(&key),
+            },
+            Err(m) => fail(-32602, m),
+        }
+    }
+}
+
+/// The one string argument of `debug_dbGet`, or geth's `invalid params` message
+/// (`parsePositionalArguments`).
+fn dbget_arg(params: Option<&RawValue>) -> Result<String, String> {
+    let missing = || Err("missing value for required argument 0".to_string());
+    let Some(params) = params.filter(|p| p.get() != "null") else {
+        return missing();
+    };
+    let Ok(args) = serde_json::from_str::<Vec<&RawValue>>(params.get()) else {
+        return Err("non-array args".into());
+    };
+    let Some(first) = args.first() else {
+        return missing();
+    };
+    let key = match first.get().as_bytes()[0] {
+        // JSON null leaves Go's string empty.
+        b'n' => String::new(),
+        b'"' => serde_json::from_str::<String>(first.get()).map_err(|e| e.to_string())?,
+        c => {
+            let kind = match c {
+                b't' | b'f' => "bool",
+                b'[' => "array",
+                b'{' => "object",
+                _ => "number",
+            };
+            return Err(format!(
+                "invalid argument 0: json: cannot unmarshal {kind} into Go value of type string"
+            ));
+        }
+    };
+    if args.len() > 1 {
+        return Err("too many arguments, want at most 1".into());
+    }
+    Ok(key)
+}
+
+/// geth's `common.ParseHexOrString`: `0x`-prefixed hex, or else the string's own bytes.
+/// Its errors are plain ones (code -32000), with hexutil's messages.
+fn parse_hex_or_string(s: &str) -> Result<Vec<u8>, &'static str> {
+    if s.is_empty() {
+        return Err("empty hex string");
+    }
+    let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) else {
+        return Ok(s.as_bytes().to_vec());
+    };
+    // Go's hex decoder reports a bad character before an odd length.
+    if !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("invalid hex string");
+    }
+    if h.len() % 2 == 1 {
+        return Err("hex string of odd length");
+    }
+    Ok(hex::decode(h).expect("checked hex"))
+}
+
+/// Reads a post's body into its entries (`Err`: the whole answer, already decided).
+/// Nothing here awaits: the parse's transient memory (the body's messages as borrowed raw
+/// values) is gone before the answer waits for anything.
+fn read_post(app: &App, body: &[u8]) -> Result<(Vec<Entry>, bool), (Resp, String)> {
+    // Like geth, the first JSON value of the body; an empty body gets no answer.
+    let first = serde_json::Deserializer::from_slice(body)
+        .into_iter::<&RawValue>()
+        .next();
+    let raw = match first {
+        None => return Err((json_resp(String::new()), "empty body".into())),
+        Some(Ok(raw)) => raw,
+        Some(Err(e)) => {
+            app.count_bad();
+            let r = json_resp(error(Some("null"), -32700, "parse error"));
+            return Err((r, format!("parse error: {e}")));
+        }
+    };
+    if !raw.get().starts_with('[') {
+        return Ok((vec![Entry::read(&Msg::parse(raw))], false));
+    }
+    let items: Vec<&RawValue> = serde_json::from_str(raw.get()).expect("a checked JSON array");
+    if items.is_empty() {
+        app.count_bad();
+        let r = json_resp(error(Some("null"), -32600, "empty batch"));
+        return Err((r, "empty batch".into()));
+    }
+    if items.len() > MAX_BATCH {
+        app.count_bad();
+        // geth's respondWithBatchTooLarge: an array of one error carrying the id of the
+        // batch's first call.
+        let id = items
+            .iter()
+            .map(|raw| Msg::parse(raw))
+            .find(Msg::is_call)
+            .and_then(|m| m.id.map(|id| id.get().to_string()));
+        let e = error(
+            Some(id.as_deref().unwrap_or("null")),
+            -32600,
+            "batch too large",
+        );
+        let note = format!(
+            "batch too large ({} calls, at most {MAX_BATCH})",
+            items.len()
+        );
+        return Err((json_resp(format!("[{e}]")), note));
+    }
+    let entries = items
+        .iter()
+        .map(|raw| Entry::read(&Msg::parse(raw)))
+        .collect();
+    Ok((entries, true))
 }
 
 /// Handles one JSON-RPC post.
@@ -40,98 +308,98 @@ pub(crate) async fn handle(
     remote: std::net::SocketAddr,
     req: Request<Incoming>,
 ) -> (Resp, String) {
+    if !accepted_content_type(&req) {
+        // geth's validateRequest, word for word.
+        let msg = "invalid content type, only application/json is supported";
+        return (text(415, msg), msg.into());
+    }
     let body = match read_body(app, req, MAX_RPC_BODY).await {
         Ok(b) => b,
         Err(r) => return (r, String::new()),
     };
-    let parsed = serde_json::from_slice::<Value>(&body);
-    drop(body); // not kept while the answer waits for memory
-    let parsed: Value = match parsed {
-        Ok(v) => v,
-        Err(e) => {
-            app.count_bad();
-            return (
-                json_resp(&error(Value::Null, -32700, format!("parse error: {e}"))),
-                "parse error".into(),
-            );
-        }
+    // The body and what is read from it count against the answer memory until the answer
+    // is built (they live through the fault delays and stalls below).
+    let held = app.reserve(body.len()).await;
+    let read = read_post(app, &body);
+    drop(body);
+    let (entries, batch) = match read {
+        Ok(x) => x,
+        Err(answer) => return answer,
     };
-    let (calls, batch) = match parsed {
-        Value::Array(items) if items.is_empty() => {
-            app.count_bad();
-            return (
-                json_resp(&error(Value::Null, -32600, "empty batch")),
-                "empty batch".into(),
-            );
-        }
-        Value::Array(items) if items.len() > MAX_BATCH => {
-            app.count_bad();
-            let msg = format!(
-                "batch too large ({} calls, at most {MAX_BATCH})",
-                items.len()
-            );
-            return (json_resp(&error(Value::Null, -32600, msg.clone())), msg);
-        }
-        Value::Array(items) => (items, true),
-        single => (vec![single], false),
-    };
+    let calls = entries
+        .iter()
+        .filter(|e| matches!(e, Entry::Get { .. }))
+        .count();
     app.count(|s| &s.rpc_posts, 1);
-    app.count(|s| &s.rpc_calls, calls.len() as u64);
+    app.count(|s| &s.rpc_calls, entries.len() as u64);
     let mut plan = app.plan(Transport::Http);
     let fault = plan.fault;
-    let what = format!("{remote} POST / rpc {} calls", calls.len());
+    let what = format!("{remote} POST / rpc {} messages", entries.len());
     if let Some(r) =
         apply_request_fault(app, ctx, fault, &mut plan.rng, "application/json", &what).await
     {
         return (
             r,
-            format!("rpc {} calls fault {}", calls.len(), fault.name()),
+            format!("rpc {} messages fault {}", entries.len(), fault.name()),
         );
     }
     let mut asked_nodes = Vec::new();
-    let mut answers = Vec::with_capacity(calls.len());
-    for call in calls {
-        // `None`: a notification, no answer.
-        answers.extend(call_one(app, call, &mut plan.rng, &mut asked_nodes));
-    }
-    // Reserve the answer's memory before building it: hex doubles every blob, and for a
-    // moment the JSON tree and its text both exist. What is not needed is given back once
-    // the text is built; the rest is held until it is written.
-    let mut estimate = 0usize;
+    let mut answers: Vec<(Option<String>, CallOutcome)> = Vec::with_capacity(entries.len());
+    // geth's batch response limit: once the results' JSON passes it, every later message
+    // that would be answered gets `response too large`.
     let mut counted = 0usize;
-    for (_, outcome) in &answers {
-        estimate += 96;
-        if let Ok(blob) = outcome {
-            if counted <= MAX_BATCH_RESPONSE {
-                counted += blob.len();
-                estimate += 2 * blob.len();
+    for entry in entries {
+        if batch && counted > MAX_BATCH_RESPONSE {
+            if let Entry::Get { id, .. } = &entry {
+                answers.push((Some(id.clone()), Err((-32003, "response too large".into()))));
+            } else if let Entry::Error { raw_id, .. } = entry {
+                answers.push((raw_id, Err((-32003, "response too large".into()))));
+            }
+            continue;
+        }
+        match entry {
+            Entry::Silent => {}
+            Entry::Error {
+                id, code, message, ..
+            } => answers.push((id, Err((code, message)))),
+            Entry::Get { id, key } => {
+                let outcome = lookup(app, key, &mut plan.rng, &mut asked_nodes);
+                if let Ok(blob) = &outcome {
+                    counted += 2 * blob.len() + 4;
+                }
+                answers.push((Some(id), outcome));
             }
         }
     }
-    let permit = app.reserve(2 * estimate).await;
+    // Reserve the answer's memory before building it: hex doubles every blob. What is not
+    // needed is given back once the text is built; the rest is held until it is written.
+    let estimate: usize = answers
+        .iter()
+        .map(|(id, outcome)| {
+            let id = id.as_ref().map_or(0, String::len);
+            96 + id + outcome.as_ref().map_or(0, |b| 2 * b.len())
+        })
+        .sum();
+    let permit = app.reserve(estimate).await;
+    drop(held);
     let mut out = Vec::with_capacity(answers.len());
     let (mut found, mut bytes) = (0usize, 0usize);
     for (id, outcome) in answers {
-        let v = match outcome {
-            Ok(blob) if bytes > MAX_BATCH_RESPONSE => {
-                let _ = blob;
-                error(id, -32003, "response too large")
-            }
+        out.push(match outcome {
             Ok(blob) => {
                 found += 1;
                 bytes += blob.len();
                 app.count_sent(&[&blob]);
-                result(id, &blob)
+                result(id.as_deref(), &blob)
             }
-            Err((code, msg)) => error(id, code, msg),
-        };
-        out.push(v);
+            Err((code, msg)) => error(id.as_deref(), code, &msg),
+        });
     }
     let mut added = 0;
     if batch {
         // Answers nobody asked for: ids that were never sent, carrying real nodes and noise.
         for (i, b) in app.unasked(&asked_nodes, &mut plan).iter().enumerate() {
-            out.push(result(json!(format!("unrequested-{i}")), b));
+            out.push(result(Some(&format!("\"unrequested-{i}\"")), b));
             added += 1;
         }
     }
@@ -142,17 +410,17 @@ pub(crate) async fn handle(
         if app.faults.streams() {
             let mut r = respond(200, "application/json", bytes::Bytes::new());
             *r.body_mut() = faults::Body::Flood(faults::rpc_flood(&app.faults, &out));
-            return (r, format!("rpc {} calls fault flood", out.len()));
+            return (r, format!("rpc {} answers fault flood", out.len()));
         }
     }
     let note = format!(
-        "rpc {} answers, {found} found ({bytes} bytes), {added} added",
+        "rpc {} answers to {calls} gets, {found} found ({bytes} bytes), {added} added",
         out.len()
     );
     let body = match (batch, out.len()) {
         (_, 0) => String::new(),
-        (true, _) => Value::Array(out).to_string(),
-        (false, _) => out.pop().expect("one answer").to_string(),
+        (true, _) => format!("[{}]", out.join(",")),
+        (false, _) => out.pop().expect("one answer"),
     };
     let body = app.budgeted(body.into_bytes(), permit);
     (respond(200, "application/json", body), note)
@@ -160,56 +428,14 @@ pub(crate) async fn handle(
 
 type CallOutcome<'a> = Result<Cow<'a, [u8]>, (i64, String)>;
 
-/// Answers one call; `None` for a notification (a call without an id).
-fn call_one<'a>(
+/// Looks a `debug_dbGet` key up, with the omit and corrupt faults.
+fn lookup<'a>(
     app: &'a App,
-    call: Value,
+    key: Result<Vec<u8>, &'static str>,
     rng: &mut faults::Rng,
     asked: &mut Vec<H256>,
-) -> Option<(Value, CallOutcome<'a>)> {
-    let Value::Object(mut obj) = call else {
-        return Some((Value::Null, Err((-32600, "invalid request".into()))));
-    };
-    let id = obj.remove("id");
-    let method = obj
-        .get("method")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let Some(method) = method else {
-        return Some((
-            id.unwrap_or(Value::Null),
-            Err((-32600, "invalid request".into())),
-        ));
-    };
-    let id = match id {
-        None => return None,
-        Some(id @ (Value::Null | Value::Number(_) | Value::String(_))) => id,
-        Some(_) => return Some((Value::Null, Err((-32600, "invalid request: bad id".into())))),
-    };
-    if method != "debug_dbGet" {
-        let msg = format!("the method {method} does not exist/is not available");
-        return Some((id, Err((-32601, msg))));
-    }
-    let key = match obj.get("params") {
-        Some(Value::Array(p)) if p.len() == 1 => match &p[0] {
-            Value::String(s) => s.clone(),
-            _ => {
-                return Some((
-                    id,
-                    Err((-32602, "invalid argument 0: expected a hex string".into())),
-                ))
-            }
-        },
-        _ => return Some((id, Err((-32602, "invalid params: expected [key]".into())))),
-    };
-    let key = match key.strip_prefix("0x").or_else(|| key.strip_prefix("0X")) {
-        Some(h) => match hex::decode(h) {
-            Ok(k) => k,
-            Err(e) => return Some((id, Err((-32602, format!("invalid argument 0: {e}"))))),
-        },
-        // geth looks a key without 0x up as its raw bytes.
-        None => key.into_bytes(),
-    };
+) -> CallOutcome<'a> {
+    let key = key.map_err(|e| (-32000, e.to_string()))?;
     let blob = match key.len() {
         32 => {
             let h = H256::from_slice(&key).expect("32 bytes");
@@ -225,10 +451,9 @@ fn call_one<'a>(
     };
     let omit = rng.chance(app.faults.omit);
     let corrupt = rng.chance(app.faults.corrupt);
-    let outcome = match blob {
+    match blob {
         Some(b) if !omit && corrupt => Ok(Cow::Owned(faults::corrupt(b, rng))),
         Some(b) if !omit => Ok(Cow::Borrowed(b.as_slice())),
-        _ => Err((-32000, "not found".to_string())),
-    };
-    Some((id, outcome))
+        _ => Err((-32000, NOT_FOUND.to_string())),
+    }
 }

@@ -13,12 +13,13 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use triesync_core::H256;
 
@@ -160,13 +161,15 @@ where
 {
     app.count(|s| &s.ws_sockets, 1);
     let mut slot = slot;
-    // Requests are at most 12,704 bytes: a small read buffer; answers go out in frames of
-    // at most FRAGMENT bytes, written at once (no write buffering past one frame).
+    // Requests are at most 12,704 bytes: a small read buffer, and a message or frame over
+    // that is refused from its header (close 1009) instead of being read; answers go out
+    // in frames of at most FRAGMENT bytes, written at once (no write buffering past one
+    // frame).
     let cfg = WebSocketConfig::default()
         .read_buffer_size(16 * 1024)
         .write_buffer_size(0)
-        .max_message_size(Some(1 << 20))
-        .max_frame_size(Some(1 << 20));
+        .max_message_size(Some(rlpx::MAX_WS_MESSAGE))
+        .max_frame_size(Some(rlpx::MAX_WS_MESSAGE));
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(cfg)).await;
     let (tx, mut rx) = mpsc::unbounded_channel::<Outcome>();
     let mut in_flight = 0usize;
@@ -234,6 +237,12 @@ where
                 ctx.set_busy(in_flight);
             }
             msg = ws.next(), if in_flight < limit => match msg {
+                Some(Err(WsError::Capacity(e))) => {
+                    app.count_bad();
+                    let reason = format!("{e}");
+                    close(&app, &mut ws, CLOSE_TOO_BIG, &reason).await;
+                    return;
+                }
                 None | Some(Err(_)) => break,
                 Some(Ok(Message::Binary(data))) => match rlpx::decode_ws_request(&data) {
                     Ok((id, hashes)) => {
@@ -335,9 +344,20 @@ where
     if ws.close(Some(frame)).await.is_err() {
         return;
     }
-    // Wait briefly for the peer's close reply, then drop the socket.
+    // Wait briefly for the peer's close reply, then drop the socket. A client may still be
+    // sending (the rest of a message refused from its header, which tungstenite cannot
+    // frame): what it sends is read and thrown away meanwhile, since closing with unread
+    // bytes would reset the connection and could lose the close frame on its way.
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while let Some(Ok(_)) = ws.next().await {}
+        loop {
+            match ws.next().await {
+                Some(Ok(_)) => continue,
+                Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) | None => return,
+                Some(Err(_)) => break,
+            }
+        }
+        let mut sink = [0u8; 16 * 1024];
+        while matches!(ws.get_mut().read(&mut sink).await, Ok(n) if n > 0) {}
     })
     .await;
 }

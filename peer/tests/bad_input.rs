@@ -116,15 +116,28 @@ fn rpc_raw(p: &Peer, body: &[u8]) -> (u16, Value) {
     (status, v)
 }
 
+/// The answer to a JSON-RPC post as text, for byte-for-byte checks.
+fn rpc_text(p: &Peer, body: &[u8]) -> String {
+    let (status, _, body) = post(&format!("{}/", p.base), "application/json", body);
+    assert_eq!(status, 200);
+    String::from_utf8(body).unwrap()
+}
+
+/// The errors geth gives for the same requests (rpc/handler.go, json.go, errors.go,
+/// internal/ethapi DbGet, common.ParseHexOrString), byte for byte where it matters.
 #[test]
 fn json_rpc_errors() {
     let p = Peer::start(&["--synthetic", "100,contracts=2"]);
     let call = |params: Value| json!({"jsonrpc": "2.0", "id": 7, "method": "debug_dbGet", "params": params});
     let code = |v: &Value| v["error"]["code"].as_i64();
+    let err = |v: &Value| (v["error"]["code"].as_i64(), v["error"]["message"].clone());
 
-    let (status, v) = rpc_raw(&p, b"{not json");
-    assert_eq!((status, code(&v)), (200, Some(-32700)));
-    assert_eq!(v["id"], Value::Null);
+    // Not JSON: geth's fixed "parse error"; an empty body gets no answer at all.
+    assert_eq!(
+        rpc_text(&p, b"{not json"),
+        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}"#
+    );
+    assert_eq!(rpc_text(&p, b"  \n"), "");
 
     let (_, v) = rpc_raw(
         &p,
@@ -132,60 +145,228 @@ fn json_rpc_errors() {
             .to_string()
             .as_bytes(),
     );
+    assert_eq!(
+        rpc_text(
+            &p,
+            br#"{"jsonrpc":"2.0","id":1,"method":"eth_<x>","params":[]}"#
+        ),
+        r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"the method eth_\u003cx\u003e does not exist/is not available"}}"#
+    );
     assert_eq!((code(&v), &v["id"]), (Some(-32601), &json!(1)));
 
-    for bad in [
-        json!([]),
-        json!([1]),
-        json!(["0xzz"]),
-        json!(["0x1", "0x2"]),
-        json!("0x00"),
-        Value::Null,
+    // Params that are not one string: geth's invalid params (-32602) messages.
+    for (params, message) in [
+        (json!([]), "missing value for required argument 0"),
+        (Value::Null, "missing value for required argument 0"),
+        (
+            json!([1]),
+            "invalid argument 0: json: cannot unmarshal number into Go value of type string",
+        ),
+        (
+            json!([{}]),
+            "invalid argument 0: json: cannot unmarshal object into Go value of type string",
+        ),
+        (json!(["0x1", "0x2"]), "too many arguments, want at most 1"),
+        (json!("0x00"), "non-array args"),
     ] {
-        let (_, v) = rpc_raw(&p, call(bad.clone()).to_string().as_bytes());
-        assert_eq!(code(&v), Some(-32602), "params {bad}: {v}");
+        let (_, v) = rpc_raw(&p, call(params.clone()).to_string().as_bytes());
+        assert_eq!(err(&v), (Some(-32602), json!(message)), "params {params}");
         assert_eq!(v["id"], 7);
     }
+    // A call without params at all.
+    let (_, v) = rpc_raw(&p, br#"{"jsonrpc":"2.0","id":7,"method":"debug_dbGet"}"#);
+    assert_eq!(err(&v).0, Some(-32602));
 
-    // Not found: unknown 32-byte key, other lengths, raw (non-0x) keys.
-    for key in [H256([9; 32]).to_hex(), "0x1234".into(), "abc".into()] {
+    // Keys ParseHexOrString refuses: plain errors (-32000) with hexutil's messages; a bad
+    // character is reported before an odd length.
+    for (key, message) in [
+        ("", "empty hex string"),
+        ("0xzz", "invalid hex string"),
+        ("0x123", "hex string of odd length"),
+        ("0x12z", "invalid hex string"),
+    ] {
+        let (_, v) = rpc_raw(&p, call(json!([key])).to_string().as_bytes());
+        assert_eq!(err(&v), (Some(-32000), json!(message)), "key {key:?}");
+    }
+    // JSON null as the key is Go's empty string.
+    let (_, v) = rpc_raw(&p, call(json!([null])).to_string().as_bytes());
+    assert_eq!(err(&v), (Some(-32000), json!("empty hex string")));
+
+    // Not found, as geth on Pebble says it: unknown 32-byte key, other lengths, "0x", raw
+    // (non-0x) keys, and a node's hash without 0x (looked up as its 64 ASCII bytes).
+    let root_hex = p.root.to_hex();
+    for key in [
+        H256([9; 32]).to_hex(),
+        "0x1234".into(),
+        "0x".into(),
+        "abc".into(),
+        root_hex[2..].to_string(),
+    ] {
         let (_, v) = rpc_raw(&p, call(json!([key])).to_string().as_bytes());
         assert_eq!(
             v["error"],
-            json!({"code": -32000, "message": "not found"}),
+            json!({"code": -32000, "message": "pebble: not found"}),
             "{key}"
         );
     }
 
-    // Found: the root as a single call, with the id echoed.
+    // Found: the root as a single call, with the id echoed; upper-case 0X and hex too.
     let (_, v) = rpc_raw(&p, call(json!([p.root.to_hex()])).to_string().as_bytes());
     assert_eq!(keccak256(&hex_result(&v)), p.root);
     assert_eq!(v["id"], 7);
     assert_eq!(v["jsonrpc"], "2.0");
+    let upper = format!("0X{}", root_hex[2..].to_uppercase());
+    let (_, v) = rpc_raw(&p, call(json!([upper])).to_string().as_bytes());
+    assert_eq!(keccak256(&hex_result(&v)), p.root);
 
-    // Batches: empty, too large, invalid members, notifications.
+    // Ids come back byte for byte: big integers, floats, exponents, escapes, true.
+    for id in [
+        "123456789012345678901234567890",
+        "1.50",
+        "-0",
+        "1e400",
+        r#""\u00e9\"x""#,
+        "true",
+        "null",
+    ] {
+        let body =
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"debug_dbGet","params":["0x"]}}"#);
+        assert_eq!(
+            rpc_text(&p, body.as_bytes()),
+            format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32000,"message":"pebble: not found"}}}}"#
+            )
+        );
+    }
+    // An object or array id is not an id: "invalid request", answered with id null.
+    for id in ["{}", "[1]"] {
+        let body =
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"debug_dbGet","params":["0x"]}}"#);
+        assert_eq!(
+            rpc_text(&p, body.as_bytes()),
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request"}}"#
+        );
+    }
+    // No "jsonrpc":"2.0": invalid request, with the id when it has one.
+    assert_eq!(
+        rpc_text(&p, br#"{"id":5,"method":"debug_dbGet","params":["0x"]}"#),
+        r#"{"jsonrpc":"2.0","id":5,"error":{"code":-32600,"message":"invalid request"}}"#
+    );
+
+    // Batches: empty (one object), invalid members, notifications, responses.
     let (_, v) = rpc_raw(&p, b"[]");
-    assert_eq!(code(&v), Some(-32600));
-    let big: Vec<Value> = (0..1001).map(|_| call(json!([p.root.to_hex()]))).collect();
-    let (_, v) = rpc_raw(&p, serde_json::to_vec(&big).unwrap().as_slice());
-    assert_eq!(code(&v), Some(-32600));
+    assert_eq!(err(&v), (Some(-32600), json!("empty batch")));
+    assert_eq!(v["id"], Value::Null);
     let mixed = json!([
         call(json!([p.root.to_hex()])),
         42,
         {"jsonrpc": "2.0", "id": "s", "method": "nope"},
         {"jsonrpc": "2.0", "method": "debug_dbGet", "params": [p.root.to_hex()]},
+        {"jsonrpc": "2.0", "id": 9, "result": "0x00"},
     ]);
     let (_, v) = rpc_raw(&p, mixed.to_string().as_bytes());
     let arr = v.as_array().unwrap();
-    assert_eq!(arr.len(), 3, "the notification gets no answer: {v}");
+    assert_eq!(
+        arr.len(),
+        3,
+        "notifications and responses get no answer: {v}"
+    );
     assert_eq!(keccak256(&hex_result(&arr[0])), p.root);
-    assert_eq!(code(&arr[1]), Some(-32600));
+    assert_eq!(
+        (err(&arr[1]), &arr[1]["id"]),
+        ((Some(-32600), json!("invalid request")), &Value::Null)
+    );
     assert_eq!((code(&arr[2]), &arr[2]["id"]), (Some(-32601), &json!("s")));
+
+    // Over 1000 calls: an array holding one error with the id of the first call (the
+    // members before it are not calls).
+    let mut big: Vec<Value> = vec![json!(1), json!({"jsonrpc": "2.0", "method": "x"})];
+    big.extend((0..1000).map(|i| {
+        json!({"jsonrpc": "2.0", "id": format!("c{i}"), "method": "debug_dbGet", "params": ["0x"]})
+    }));
+    assert_eq!(
+        rpc_text(&p, serde_json::to_vec(&big).unwrap().as_slice()),
+        r#"[{"jsonrpc":"2.0","id":"c0","error":{"code":-32600,"message":"batch too large"}}]"#
+    );
 
     // Body size limit.
     let req = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5000000\r\n\r\n[";
     let (resp, _) = raw_exchange(&p.addr, req, Duration::from_secs(3));
     assert_eq!(raw_status(&resp), Some(413));
+}
+
+/// geth answers a post that is not JSON by its Content-Type with 415 (parameters and case
+/// aside, it takes application/json, application/json-rpc and application/jsonrequest);
+/// a preflight is not affected.
+#[test]
+fn json_rpc_content_types() {
+    let p = Peer::start(&["--synthetic", "50"]);
+    let body =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "debug_dbGet", "params": [p.root.to_hex()]})
+            .to_string();
+    let url = format!("{}/", p.base);
+    for ct in [
+        "application/json",
+        "Application/JSON; charset=utf-8",
+        "application/json-rpc",
+        "application/jsonrequest",
+    ] {
+        let (status, _, answer) = post(&url, ct, body.as_bytes());
+        assert_eq!(status, 200, "{ct}");
+        let v: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(keccak256(&hex_result(&v)), p.root, "{ct}");
+    }
+    for ct in [
+        "text/plain",
+        "application/octet-stream",
+        "application/jsonx",
+        "",
+    ] {
+        let (status, _, answer) = post(&url, ct, body.as_bytes());
+        assert_eq!(status, 415, "{ct:?}");
+        assert_eq!(
+            String::from_utf8(answer).unwrap(),
+            "invalid content type, only application/json is supported\n"
+        );
+    }
+    // No Content-Type at all.
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (resp, _) = raw_exchange(&p.addr, req.as_bytes(), Duration::from_secs(3));
+    assert_eq!(raw_status(&resp), Some(415));
+    let pre = b"OPTIONS / HTTP/1.1\r\nHost: x\r\nOrigin: https://w.example\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\nConnection: close\r\n\r\n";
+    let (resp, _) = raw_exchange(&p.addr, pre, Duration::from_secs(3));
+    assert_eq!(raw_status(&resp), Some(204));
+}
+
+/// geth's batch response limit counts each result's JSON text (`"0x…"`: 2 bytes a byte,
+/// plus 4): 1000 answers of a 13,000-byte code are 13 MB raw but 26 MB as JSON, so the
+/// calls after the 962nd (962 × 26,004 > 25,000,000) get -32003.
+#[test]
+fn json_rpc_batch_response_limit_counts_json_text() {
+    let spec = "10,contracts=1,code=13000,slots=1";
+    let built = triesync_core::synthetic::build_synthetic(
+        &triesync_peer::cli::parse_synthetic(spec).unwrap(),
+    );
+    let p = Peer::start(&["--synthetic", spec]);
+    let code = *built.codes.keys().next().unwrap();
+    let mut keys = vec![code_key(&code); 1000];
+    keys[999] = "0xzz".into(); // past the limit even an error becomes "response too large"
+    let answers = rpc_batch(&p.base, &keys);
+    assert_eq!(answers.len(), 1000);
+    for (i, a) in answers.iter().enumerate() {
+        if i < 962 {
+            assert_eq!(keccak256(&hex_result(a)), code, "answer {i}");
+        } else {
+            assert_eq!(
+                a["error"],
+                json!({"code": -32003, "message": "response too large"}),
+                "answer {i}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -230,6 +411,16 @@ fn websocket_malformed_messages_close_with_a_code() {
     );
     expect_close(
         tungstenite::Message::Binary(ws_request(1, &hashes(385)).into()),
+        1009,
+    );
+    // Past the size cap, refused from the frame header (tungstenite's limits), whatever
+    // the size: the close frame still arrives, not a reset.
+    expect_close(
+        tungstenite::Message::Binary(vec![0u8; 20_000].into()),
+        1009,
+    );
+    expect_close(
+        tungstenite::Message::Binary(vec![0u8; 1_500_000].into()),
         1009,
     );
     assert_eq!(p.info()["accounts"], 100);

@@ -228,12 +228,23 @@ fn close_drops_the_connection_without_answering() {
     let mut ws = ws_connect(&p.addr, Duration::from_secs(5));
     ws.send(tungstenite::Message::Binary(ws_request(1, &asked).into()))
         .unwrap();
+    // Dropped at once: a read timeout (5 s) is not a drop.
+    let t0 = Instant::now();
     match ws.read() {
+        Err(tungstenite::Error::Io(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            panic!("the read timed out instead of the socket dropping: {e}")
+        }
         Err(tungstenite::Error::Protocol(_))
         | Err(tungstenite::Error::Io(_))
         | Err(tungstenite::Error::ConnectionClosed) => {}
         other => panic!("expected the socket to drop, got {other:?}"),
     }
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
 }
 
 #[test]
@@ -383,24 +394,49 @@ fn sequence(p: &Peer, built: &BuiltState) -> Vec<Vec<u8>> {
     let mut keys: Vec<H256> = built.nodes.keys().copied().collect();
     keys.sort();
     let a = agent(Duration::from_millis(1500));
-    (0..24)
+    let answer = |r: Result<(u16, String, Vec<u8>), _>| match r {
+        Ok((status, _, body)) => {
+            let mut v = status.to_be_bytes().to_vec();
+            v.extend(body);
+            v
+        }
+        Err(_) => b"transport error".to_vec(),
+    };
+    // HTTP, then WebSocket, then JSON-RPC requests, one at a time: each takes the next
+    // number of the seeded sequence.
+    let mut out: Vec<Vec<u8>> = (0..24)
         .map(|i| {
             let asked = &keys[i * 40..i * 40 + 40];
-            match post_with(
+            answer(post_with(
                 &a,
                 &nodes_url(p),
                 "application/octet-stream",
                 &hash_list(asked),
-            ) {
-                Ok((status, _, body)) => {
-                    let mut v = status.to_be_bytes().to_vec();
-                    v.extend(body);
-                    v
-                }
-                Err(_) => b"transport error".to_vec(),
-            }
+            ))
         })
-        .collect()
+        .collect();
+    let mut ws = ws_connect(&p.addr, Duration::from_secs(5));
+    for i in 0..12u64 {
+        let asked = &keys[i as usize * 30..i as usize * 30 + 30];
+        ws.send(tungstenite::Message::Binary(ws_request(i, asked).into()))
+            .unwrap();
+        match ws.read().unwrap() {
+            tungstenite::Message::Binary(b) => out.push([b"ws ".as_slice(), &b].concat()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    for i in 0..12 {
+        let asked = &keys[1000 + i * 30..1000 + i * 30 + 30];
+        let body = rpc_body(&rpc_keys(built, asked));
+        let r = answer(post_with(
+            &a,
+            &format!("{}/", p.base),
+            "application/json",
+            &body,
+        ));
+        out.push([b"rpc ".as_slice(), &r].concat());
+    }
+    out
 }
 
 #[test]
@@ -430,7 +466,15 @@ fn same_seed_same_faults() {
     let c = run("43");
     assert_eq!(a, b, "same seed, same answers");
     assert_ne!(a, c, "another seed, other answers");
-    // Some requests were answered cleanly, some not.
-    let statuses: HashSet<[u8; 2]> = a.iter().map(|v| [v[0], v[1]]).collect();
+    // Some requests were answered cleanly, some not; and per transport, another seed
+    // changes the answers.
+    let statuses: HashSet<[u8; 2]> = a[..24].iter().map(|v| [v[0], v[1]]).collect();
     assert!(statuses.len() >= 2, "{statuses:?}");
+    for (what, range) in [("http", 0..24), ("ws", 24..36), ("rpc", 36..48)] {
+        assert_ne!(
+            a[range.clone()],
+            c[range],
+            "{what}: another seed, other answers"
+        );
+    }
 }

@@ -137,7 +137,7 @@ fn synthetic_state_matches_the_core_generator() {
     let answers = rpc_batch(&peer.base, &[node_key(&code), code_key(&built.root)]);
     for a in answers {
         assert_eq!(a["error"]["code"], -32000, "{a}");
-        assert_eq!(a["error"]["message"], "not found");
+        assert_eq!(a["error"]["message"], "pebble: not found");
     }
 }
 
@@ -201,13 +201,35 @@ fn answers_stop_past_two_mib_but_always_hold_one() {
 fn cors_on_every_route_and_preflight() {
     let peer = Peer::start(&["--synthetic", "50"]);
     let a = agent(Duration::from_secs(10));
-    for (method, path) in [
-        ("OPTIONS", "/v1/nodes"),
-        ("OPTIONS", "/"),
-        ("GET", "/v1/info"),
-        ("POST", "/v1/nodes"),
-        ("POST", "/"),
-        ("GET", "/nope"),
+    // Every answer carries all four headers, errors included.
+    let check = |h: &ureq::http::HeaderMap, what: &str| {
+        let get = |name: &str| {
+            h.get(name)
+                .unwrap_or_else(|| panic!("{what}: no {name}"))
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(get("access-control-allow-origin"), "*", "{what}");
+        assert_eq!(get("access-control-max-age"), "86400", "{what}");
+        let methods = get("access-control-allow-methods");
+        assert!(
+            methods.contains("POST") && methods.contains("GET") && methods.contains("OPTIONS"),
+            "{what}: {methods}"
+        );
+        let headers = get("access-control-allow-headers").to_ascii_lowercase();
+        assert!(headers.contains("content-type"), "{what}: {headers}");
+    };
+    let big = vec![0u8; 20_000];
+    for (method, path, ct, body, status) in [
+        ("OPTIONS", "/v1/nodes", "", &b""[..], 204),
+        ("OPTIONS", "/", "", b"", 204),
+        ("GET", "/v1/info", "", b"", 200),
+        ("POST", "/v1/nodes", "application/octet-stream", b"x", 400),
+        ("POST", "/v1/nodes", "application/octet-stream", &big, 413),
+        ("POST", "/", "application/json", b"{}", 200),
+        ("POST", "/", "text/plain", b"{}", 415),
+        ("GET", "/nope", "", b"", 404),
     ] {
         let url = format!("{}{path}", peer.base);
         let resp = match method {
@@ -219,32 +241,23 @@ fn cors_on_every_route_and_preflight() {
                 .call()
                 .unwrap(),
             "GET" => a.get(&url).call().unwrap(),
-            _ => a.post(&url).send(&b"x"[..]).unwrap(),
+            _ => a.post(&url).content_type(ct).send(body).unwrap(),
         };
-        let h = resp.headers();
-        assert_eq!(
-            h.get("access-control-allow-origin").unwrap(),
-            "*",
-            "{method} {path}"
-        );
-        if method == "OPTIONS" {
-            assert!(resp.status().is_success());
-            let methods = h
-                .get("access-control-allow-methods")
-                .unwrap()
-                .to_str()
-                .unwrap();
-            assert!(
-                methods.contains("POST") && methods.contains("GET"),
-                "{methods}"
-            );
-            let headers = h
-                .get("access-control-allow-headers")
-                .unwrap()
-                .to_str()
-                .unwrap();
-            assert!(headers.to_ascii_lowercase().contains("content-type"));
-        }
+        assert_eq!(resp.status().as_u16(), status, "{method} {path}");
+        check(resp.headers(), &format!("{method} {path} {status}"));
+    }
+    // A 413 refused from its Content-Length alone, before any of the body is read.
+    let req = b"POST /v1/nodes HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 50000000\r\n\r\n";
+    let (resp, _) = raw_exchange(&peer.addr, req, Duration::from_secs(3));
+    let text = String::from_utf8_lossy(&resp).to_ascii_lowercase();
+    assert_eq!(raw_status(&resp), Some(413), "{text}");
+    for h in [
+        "access-control-allow-origin: *",
+        "access-control-max-age: 86400",
+        "access-control-allow-methods:",
+        "access-control-allow-headers:",
+    ] {
+        assert!(text.contains(h), "{h} in {text}");
     }
 }
 
@@ -398,14 +411,53 @@ fn exits_cleanly_on_sigterm_and_sigint() {
 
 #[test]
 fn logs_one_line_per_request_at_debug() {
-    let peer = Peer::start(&["--synthetic", "50"]);
-    let _ = fetch_http(&peer.base, &[peer.root]);
-    let _ = peer.info();
-    std::thread::sleep(Duration::from_millis(100));
-    let log = peer.stderr();
-    assert!(
-        log.contains("POST /v1/nodes -> 200 asked 1 found 1"),
-        "{log}"
-    );
-    assert!(log.contains("GET /v1/info -> 200"), "{log}");
+    // 3 HTTP node requests, 2 info requests, 1 WebSocket upgrade with 4 requests, 2 RPC
+    // posts; returns the peer's log once it has exited (its shutdown summary included).
+    let traffic = |level: &str| {
+        let mut peer = Peer::start_logging(&["--synthetic", "50"], level);
+        for _ in 0..3 {
+            assert_eq!(fetch_http(&peer.base, &[peer.root]).len(), 1);
+        }
+        for _ in 0..2 {
+            let _ = peer.info();
+        }
+        let mut ws = ws_connect(&peer.addr, Duration::from_secs(5));
+        for id in 0..4 {
+            assert_eq!(ws_roundtrip(&mut ws, id, &[peer.root]).1.len(), 1);
+        }
+        drop(ws);
+        for _ in 0..2 {
+            assert_eq!(rpc_batch(&peer.base, &[node_key(&peer.root)]).len(), 1);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        peer.close_stdin();
+        assert!(peer.wait_exit(Duration::from_secs(10)).is_some());
+        peer.stderr()
+    };
+    let count = |log: &str, pat: &str| log.lines().filter(|l| l.contains(pat)).count();
+
+    let log = traffic("debug");
+    for (pat, n) in [
+        ("POST /v1/nodes -> 200 asked 1 found 1", 3),
+        ("GET /v1/info -> 200", 2),
+        ("GET /v1/ws -> 101", 1),
+        ("ws request ", 4),
+        ("POST / -> 200 rpc ", 2),
+        ("summary: ", 1),
+    ] {
+        assert_eq!(count(&log, pat), n, "{pat:?} in:\n{log}");
+    }
+
+    let log = traffic("info");
+    for pat in [
+        "/v1/nodes",
+        "/v1/info",
+        "/v1/ws",
+        "ws request",
+        "POST /",
+        "DEBUG",
+    ] {
+        assert_eq!(count(&log, pat), 0, "{pat:?} at info:\n{log}");
+    }
+    assert_eq!(count(&log, "summary: "), 1, "{log}");
 }

@@ -54,6 +54,11 @@ impl Peer {
     /// Starts the binary with `args` (plus `--port 0 --exit-on-stdin-close`) and waits for
     /// its first line.
     pub fn start(args: &[&str]) -> Peer {
+        Peer::start_logging(args, "debug")
+    }
+
+    /// [`Peer::start`] with another `--log` level.
+    pub fn start_logging(args: &[&str], level: &str) -> Peer {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -67,7 +72,7 @@ impl Peer {
                 "0",
                 "--exit-on-stdin-close",
                 "--log",
-                "debug",
+                level,
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -364,8 +369,14 @@ pub fn raw_status(resp: &[u8]) -> Option<u16> {
 
 /// A raw HTTP/1.1 POST with `Connection: close`.
 pub fn raw_post(path: &str, body: &[u8]) -> Vec<u8> {
+    // JSON-RPC (`/`) takes only JSON.
+    let ct = if path == "/" {
+        "application/json"
+    } else {
+        "application/octet-stream"
+    };
     let mut r = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();
