@@ -4,10 +4,14 @@
 #     page into dist/ (webpack), and the reference peer;
 #   - tests/e2e/demo.test.mjs: the demo page against real peers on 127.0.0.1: a full sync
 #     over HTTP + WebSocket, the root verified, lookups with the peer stopped, a reload
-#     mid-sync that resumes, pause + reload + resume, errors;
+#     mid-sync that resumes, pause + reload + resume, errors, the stats, the peers of the
+#     server's demo-config.json;
+#   - tests/e2e/demo-script.test.mjs: scripts/demo.sh itself on free ports (the URLs it
+#     prints, what it serves, its cleanup on SIGTERM);
 #   - tests/e2e/package.test.mjs: `npm pack` installed into a fresh project outside the
 #     repository, type-checked, bundled with webpack 5 and with Vite, and loaded from a
-#     plain <script type="module">, each running a sync in Chromium.
+#     plain <script type="module">, each running a sync in Chromium; the root README's
+#     wallet example run as written against local peers;
 #   - tests/e2e/crash.test.mjs: Chromium SIGKILLed at 20 moments of a sync (a write
 #     transaction open, a commit under way, just after a commit, random), one profile
 #     reused: the store stays sound (StateDb.checkStore, verify, meta counters) and the sync
