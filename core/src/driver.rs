@@ -7,7 +7,7 @@ use crate::peer::{Clock, Peer, PeerError};
 use crate::scheduler::{ProcessError, Scheduler};
 use crate::store::{ItemKey, Kind, Store, StoreError, SyncMeta};
 use futures::channel::mpsc;
-use futures::future::{self, Either, LocalBoxFuture};
+use futures::future::{self, AbortHandle, Abortable, Either, LocalBoxFuture};
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -207,7 +207,9 @@ impl SyncHandle {
     pub fn add_peer(&self, peer: Rc<dyn Peer>) {
         let _ = self.tx.unbounded_send(Command::AddPeer(peer));
     }
-    /// Removes a peer by id; its requests in flight are abandoned and retried elsewhere.
+    /// Removes a peer by id: its requests in flight are abandoned at once (their futures
+    /// dropped, so the transport cancels them) and their items retried elsewhere, and the
+    /// peer is closed.
     pub fn remove_peer(&self, id: &str) {
         let _ = self.tx.unbounded_send(Command::RemovePeer(id.to_string()));
     }
@@ -231,6 +233,8 @@ struct PeerSlot {
     failures_in_row: u32,
     /// Answers that carried data nobody asked for.
     bad_answers: u32,
+    /// Its requests in flight, by request id: aborted when it is removed or dropped.
+    pending: HashMap<u64, AbortHandle>,
 }
 
 impl PeerSlot {
@@ -239,13 +243,16 @@ impl PeerSlot {
     }
 }
 
-type Answer = (
-    usize,
-    u64,
-    Vec<ItemKey>,
-    f64,
-    Result<Vec<Vec<u8>>, PeerError>,
-);
+/// The outcome of one request.
+struct Answer {
+    peer: usize,
+    request: u64,
+    generation: u64,
+    keys: Vec<ItemKey>,
+    sent: f64,
+    /// `None` if abandoned because its peer was removed or dropped.
+    result: Option<Result<Vec<Vec<u8>>, PeerError>>,
+}
 
 /// One sync run. Create with [`Syncer::new`], add peers through the handle, then `run`.
 pub struct Syncer {
@@ -302,6 +309,7 @@ impl Syncer {
             },
             cancelled: false,
             generation: 0,
+            next_request: 0,
             writing: None,
         };
         run.meta.root = self.root;
@@ -330,6 +338,8 @@ struct Run<'a, S, C> {
     cancelled: bool,
     /// Bumped on a root change: answers to older requests are ignored.
     generation: u64,
+    /// Id of the next request sent.
+    next_request: u64,
     /// The batch being written while fetching and verifying go on (one at a time).
     writing: Option<Writing<'a>>,
 }
@@ -478,15 +488,14 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
                     capacity,
                     failures_in_row: 0,
                     bad_answers: 0,
+                    pending: HashMap::new(),
                 });
             }
             Command::RemovePeer(id) => {
-                for slot in self
-                    .peers
-                    .iter_mut()
-                    .filter(|s| s.stats.id == id && s.usable())
-                {
-                    slot.stats.dropped = Some("removed".into());
+                for idx in 0..self.peers.len() {
+                    if self.peers[idx].stats.id == id {
+                        self.drop_peer(idx, "removed".into());
+                    }
                 }
             }
             Command::SetRoot(root) => {
@@ -514,7 +523,22 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
         self.in_flight = FuturesUnordered::new();
         for slot in &mut self.peers {
             slot.stats.in_flight = 0;
+            slot.pending.clear();
         }
+    }
+
+    /// Stops using a peer: its requests in flight are aborted (they come back at once as
+    /// abandoned and their items are retried elsewhere) and it is closed, once.
+    fn drop_peer(&mut self, idx: usize, reason: String) {
+        let slot = &mut self.peers[idx];
+        if !slot.usable() {
+            return;
+        }
+        slot.stats.dropped = Some(reason);
+        for (_, handle) in slot.pending.drain() {
+            handle.abort();
+        }
+        slot.peer.close();
     }
 
     async fn resolve_checks(&mut self) -> Result<(), SyncError> {
@@ -598,29 +622,57 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
     }
 
     fn send(&mut self, idx: usize, keys: Vec<ItemKey>) {
+        let request = self.next_request;
+        self.next_request += 1;
+        let (abort, registration) = AbortHandle::new_pair();
         let slot = &mut self.peers[idx];
         slot.stats.requests += 1;
         slot.stats.in_flight += 1;
+        slot.pending.insert(request, abort);
         let fetch = slot.peer.fetch(keys.clone());
         let timeout = self.clock.sleep(self.config.request_timeout);
         let generation = self.generation;
         let sent = self.clock.now_ms();
-        self.in_flight.push(Box::pin(async move {
+        let answer = async move {
             // Dropping the losing fetch cancels it (the Peer contract).
-            let result = match future::select(fetch, timeout).await {
+            match future::select(fetch, timeout).await {
                 Either::Left((r, _)) => r,
                 Either::Right(_) => Err(PeerError::Timeout),
-            };
-            (idx, generation, keys, sent, result)
+            }
+        };
+        self.in_flight.push(Box::pin(async move {
+            // Aborted (peer removed or dropped): the fetch is dropped here, cancelling it.
+            let result = Abortable::new(answer, registration).await.ok();
+            Answer {
+                peer: idx,
+                request,
+                generation,
+                keys,
+                sent,
+                result,
+            }
         }));
     }
 
-    fn handle_answer(
-        &mut self,
-        (idx, generation, keys, sent, result): Answer,
-    ) -> Result<(), SyncError> {
+    fn handle_answer(&mut self, answer: Answer) -> Result<(), SyncError> {
+        let Answer {
+            peer: idx,
+            request,
+            generation,
+            keys,
+            sent,
+            result,
+        } = answer;
         let elapsed = (self.clock.now_ms() - sent).max(1.0);
         self.peers[idx].stats.in_flight -= 1;
+        self.peers[idx].pending.remove(&request);
+        let Some(result) = result else {
+            // Abandoned with its peer: the items go back to the queue for another peer.
+            if generation == self.generation {
+                self.sched.retry(&keys);
+            }
+            return Ok(());
+        };
         if generation != self.generation {
             self.keep_late_answer(&keys, result);
             return Ok(());
@@ -692,15 +744,6 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
         slot.stats.rejected += rejected;
         slot.stats.omitted += omitted.len() as u64;
         slot.failures_in_row = 0;
-        if rejected > 0 {
-            slot.bad_answers += 1;
-            if slot.bad_answers >= limit {
-                slot.stats.dropped = Some(format!(
-                    "sent {} blobs that match nothing asked",
-                    slot.stats.rejected
-                ));
-            }
-        }
         // Tune the request size to what the peer delivers in the target time (geth's
         // msgrate idea), moving a quarter of the way each answer so one slow answer does
         // not swing it.
@@ -708,6 +751,16 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
         let ideal = (rate * target).clamp(1.0, max_items);
         slot.capacity = (slot.capacity * 0.75 + ideal * 0.25).clamp(1.0, max_items);
         slot.stats.capacity = slot.capacity.round() as u32;
+        if rejected > 0 {
+            slot.bad_answers += 1;
+            if slot.bad_answers >= limit {
+                let reason = format!(
+                    "sent {} blobs that match nothing asked",
+                    slot.stats.rejected
+                );
+                self.drop_peer(idx, reason);
+            }
+        }
         Ok(())
     }
 
@@ -729,23 +782,27 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
         let limit = self.config.peer_failure_limit;
         let slot = &mut self.peers[idx];
         slot.failures_in_row += 1;
+        let mut drop = None;
         if err == PeerError::Timeout {
             slot.stats.timeouts += 1;
             slot.capacity = (slot.capacity / 4.0).max(1.0);
             // As geth: a peer that cannot answer two items in time is of no use.
             if keys.len() <= 2 {
-                slot.stats.dropped = Some("timed out on a request of two or fewer items".into());
+                drop = Some("timed out on a request of two or fewer items".to_string());
             }
         } else {
             slot.stats.failures += 1;
         }
-        if slot.failures_in_row >= limit && slot.stats.dropped.is_none() {
-            slot.stats.dropped = Some(format!(
+        if slot.failures_in_row >= limit && drop.is_none() {
+            drop = Some(format!(
                 "{} failed requests in a row, last: {err}",
                 slot.failures_in_row
             ));
         }
         slot.stats.capacity = slot.capacity.round() as u32;
+        if let Some(reason) = drop {
+            self.drop_peer(idx, reason);
+        }
     }
 
     /// Writes everything complete now (after any write in progress), with the progress

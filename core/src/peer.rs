@@ -34,6 +34,9 @@ pub trait Peer {
     /// Asks for `keys`. Dropping the future must cancel the request.
     fn fetch(&self, keys: Vec<ItemKey>)
         -> LocalBoxFuture<'static, Result<Vec<Vec<u8>>, PeerError>>;
+    /// Called once when the driver removes or drops the peer (its requests in flight are
+    /// dropped already): release connections, and do not reconnect.
+    fn close(&self) {}
 }
 
 /// Time for an executor-agnostic driver.

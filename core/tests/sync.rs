@@ -1044,3 +1044,250 @@ fn test_driver_partly_shared_storage_fetched_once_on_a_fresh_store() {
     assert_eq!(twice, 0, "{twice} items asked twice");
     assert_eq!(asked.len(), state.nodes.len() + state.codes.len());
 }
+
+/// geth's rule: a peer that times out on a request of two or fewer items is dropped at
+/// once, whatever its failure count (the failure limit is set out of reach here).
+#[test]
+fn test_driver_peer_timing_out_on_two_items_is_dropped() {
+    let state = fixture("mainnet-genesis");
+    let store = MemoryStore::new();
+    let clock: Rc<dyn triesync_core::peer::Clock> = Rc::new(ThreadClock::new());
+    let honest = MemoryPeer::new(
+        "honest",
+        &state,
+        Behaviour::Delay(Duration::from_millis(20), clock),
+    );
+    let stall = honest.sibling("stall", Behaviour::Stall);
+    let config = SyncConfig {
+        request_timeout: Duration::from_millis(100),
+        initial_request_items: 2,
+        peer_failure_limit: 100,
+        ..SyncConfig::default()
+    };
+    let (result, _) = drive(
+        state.root,
+        &store,
+        vec![Rc::new(honest), Rc::new(stall.clone())],
+        config,
+    );
+    let report = result.unwrap();
+    assert!(report.complete);
+    assert_exact(&store, &state);
+    let stalled = &report.peers[1];
+    assert!(stalled.timeouts >= 1, "{stalled:?}");
+    assert_eq!(
+        stalled.dropped.as_deref(),
+        Some("timed out on a request of two or fewer items"),
+        "{stalled:?}"
+    );
+}
+
+/// A memory store that records every write: its bytes and whether it marked the sync
+/// complete.
+struct RecordingStore {
+    inner: MemoryStore,
+    writes: std::cell::RefCell<Vec<(usize, bool)>>,
+}
+
+impl Store for RecordingStore {
+    async fn contains(
+        &self,
+        keys: &[ItemKey],
+    ) -> Result<Vec<bool>, triesync_core::store::StoreError> {
+        self.inner.contains(keys).await
+    }
+    async fn get_many(
+        &self,
+        keys: &[ItemKey],
+    ) -> Result<Vec<Option<Vec<u8>>>, triesync_core::store::StoreError> {
+        self.inner.get_many(keys).await
+    }
+    async fn write(
+        &self,
+        batch: &triesync_core::store::Batch,
+        meta: &SyncMeta,
+    ) -> Result<(), triesync_core::store::StoreError> {
+        self.writes.borrow_mut().push((batch.bytes, meta.complete));
+        self.inner.write(batch, meta).await
+    }
+    async fn meta(&self) -> Result<Option<SyncMeta>, triesync_core::store::StoreError> {
+        self.inner.meta().await
+    }
+    async fn frontier(&self) -> Result<Vec<Vec<u8>>, triesync_core::store::StoreError> {
+        self.inner.frontier().await
+    }
+}
+
+/// Batches are written once they reach `batch_bytes` (geth's IdealBatchSize): every batch
+/// but the last is at least that big and overshoots by no more than one answer's worth;
+/// only the last marks the sync complete.
+#[test]
+fn test_driver_writes_batches_at_the_byte_threshold() {
+    let state = fixture("mainnet-genesis");
+    let store = RecordingStore {
+        inner: MemoryStore::new(),
+        writes: Default::default(),
+    };
+    let config = SyncConfig::default();
+    let batch_bytes = config.batch_bytes;
+    let clock = ThreadClock::new();
+    let (syncer, handle) = Syncer::new(state.root, config.clone());
+    handle.add_peer(Rc::new(MemoryPeer::new("p", &state, Behaviour::Honest)));
+    let report = block_on(syncer.run(&store, &clock, &mut |_| {})).unwrap();
+    assert!(report.complete);
+    assert_exact(&store.inner, &state);
+    let writes = store.writes.borrow();
+    eprintln!("batch bytes: {:?}", writes);
+    let (last, rest) = writes.split_last().unwrap();
+    assert!(rest.len() >= 5, "{writes:?}");
+    assert!(last.1, "the last write marks the sync complete");
+    // One answer (at most max_request_items nodes, each under 600 bytes here) may complete
+    // its items and their waiting parents past the threshold.
+    let overshoot = config.max_request_items * 600;
+    for &(bytes, complete) in rest {
+        assert!(!complete, "{writes:?}");
+        assert!(bytes >= batch_bytes, "{bytes} < {batch_bytes}: {writes:?}");
+        assert!(bytes < batch_bytes + overshoot, "{bytes}: {writes:?}");
+    }
+    let total: usize = writes.iter().map(|w| w.0).sum();
+    assert_eq!(total, state.node_bytes());
+}
+
+/// Request sizes follow each peer's measured rate: a peer answering in twice the target
+/// time is asked for less than at first, a fast one for more.
+#[test]
+fn test_driver_request_size_adapts_to_each_peer() {
+    let state = fixture("mainnet-genesis");
+    let store = MemoryStore::new();
+    let clock: Rc<dyn triesync_core::peer::Clock> = Rc::new(ThreadClock::new());
+    let fast = MemoryPeer::new(
+        "fast",
+        &state,
+        Behaviour::Delay(Duration::from_millis(20), clock.clone()),
+    );
+    let slow = fast.sibling("slow", Behaviour::Delay(Duration::from_millis(100), clock));
+    let config = SyncConfig {
+        target_rtt: Duration::from_millis(50),
+        ..SyncConfig::default()
+    };
+    let initial = config.initial_request_items as u32;
+    let (result, progress) = drive(
+        state.root,
+        &store,
+        vec![Rc::new(fast), Rc::new(slow)],
+        config,
+    );
+    let report = result.unwrap();
+    assert!(report.complete);
+    assert_exact(&store, &state);
+    let (fast, slow) = (&report.peers[0], &report.peers[1]);
+    // Near the end requests hold fewer items than the capacity (the queue runs dry), so
+    // the fast peer's size is judged at its peak.
+    let fast_peak = progress.iter().map(|p| p.peers[0].capacity).max().unwrap();
+    eprintln!("fast {fast:?} (peak {fast_peak})\nslow {slow:?}");
+    assert!(slow.items > 0, "{slow:?}");
+    assert!(slow.capacity < initial, "{slow:?}");
+    assert!(fast_peak > 2 * initial, "{fast:?}, peak {fast_peak}");
+    assert!(fast.capacity > initial, "{fast:?}");
+}
+
+/// A peer that stalls, counts its closes and how many of its requests were dropped.
+struct Watched {
+    inner: MemoryPeer,
+    closed: Rc<std::cell::Cell<u32>>,
+    dropped_requests: Rc<std::cell::Cell<u32>>,
+}
+
+struct DropCount(Rc<std::cell::Cell<u32>>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+impl Peer for Watched {
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+    fn fetch(
+        &self,
+        keys: Vec<ItemKey>,
+    ) -> futures::future::LocalBoxFuture<
+        'static,
+        Result<Vec<Vec<u8>>, triesync_core::peer::PeerError>,
+    > {
+        let answer = self.inner.fetch(keys);
+        let guard = DropCount(self.dropped_requests.clone());
+        Box::pin(async move {
+            let _guard = guard;
+            answer.await
+        })
+    }
+    fn close(&self) {
+        self.closed.set(self.closed.get() + 1);
+    }
+}
+
+fn watched(inner: MemoryPeer) -> Watched {
+    Watched {
+        inner,
+        closed: Rc::default(),
+        dropped_requests: Rc::default(),
+    }
+}
+
+/// Removing a peer abandons its requests in flight at once (the transport's futures are
+/// dropped and the items asked of another peer), instead of waiting for the request
+/// timeout; a removed or dropped peer is closed once.
+#[test]
+fn test_driver_removed_peer_requests_are_abandoned_and_peer_closed() {
+    let state = fixture("mainnet-genesis");
+    let store = MemoryStore::new();
+    let clock = ThreadClock::new();
+    let honest = MemoryPeer::new("honest", &state, Behaviour::Honest);
+    let stall = Rc::new(watched(honest.sibling("stall", Behaviour::Stall)));
+    let failing = Rc::new(watched(honest.sibling("failing", Behaviour::Drop)));
+    let timeout = Duration::from_secs(5);
+    let config = SyncConfig {
+        request_timeout: timeout,
+        batch_bytes: 16 * 1024,
+        ..SyncConfig::default()
+    };
+    let (syncer, handle) = Syncer::new(state.root, config);
+    handle.add_peer(Rc::new(honest));
+    handle.add_peer(stall.clone());
+    handle.add_peer(failing.clone());
+    let mut in_flight_at_removal = None;
+    let started = std::time::Instant::now();
+    let result = block_on(syncer.run(&store, &clock, &mut |p| {
+        let stalled = &p.peers[1];
+        if in_flight_at_removal.is_none() && stalled.in_flight > 0 {
+            in_flight_at_removal = Some(stalled.in_flight);
+            handle.remove_peer("stall");
+        }
+    }));
+    let elapsed = started.elapsed();
+    let report = result.unwrap();
+    assert!(report.complete);
+    assert_exact(&store, &state);
+    assert!(
+        in_flight_at_removal.is_some(),
+        "the stalling peer never got a request"
+    );
+    assert!(
+        elapsed < timeout / 2,
+        "the sync waited {elapsed:?} for the removed peer's requests"
+    );
+    assert_eq!(report.peers[1].dropped.as_deref(), Some("removed"));
+    assert_eq!(report.peers[1].timeouts, 0, "{:?}", report.peers[1]);
+    assert_eq!(report.peers[1].in_flight, 0);
+    assert_eq!(stall.closed.get(), 1);
+    assert_eq!(
+        u64::from(stall.dropped_requests.get()),
+        stall.inner.requests.get()
+    );
+    assert!(report.peers[2].dropped.is_some(), "{:?}", report.peers[2]);
+    assert_eq!(failing.closed.get(), 1);
+    assert_eq!(report.peers[0].dropped, None);
+}

@@ -60,6 +60,8 @@ struct Conn {
     /// Why this peer was cut off for flooding the socket with unsolicited answers: every
     /// later request fails at once instead of reconnecting.
     banned: Option<String>,
+    /// Closed by the driver (peer removed or dropped): no reconnecting.
+    closed: bool,
 }
 
 /// Unsolicited answers a socket tolerates besides the late ones.
@@ -331,11 +333,25 @@ impl Peer for WsPeer {
         &self.id
     }
 
+    /// Closes the socket for good: requests on it fail as closed, later ones at once.
+    fn close(&self) {
+        let socket = {
+            let mut c = self.conn.borrow_mut();
+            c.closed = true;
+            c.fail_all(PeerError::Connection("peer closed".into()))
+        };
+        // Not inside one of the socket's own handlers: it can go now.
+        drop(socket);
+    }
+
     fn fetch(&self, keys: Vec<ItemKey>) -> Answer {
         let conn = self.conn.clone();
         let endpoint = self.endpoint.clone();
         let timeout = self.options.timeout;
         let work = async move {
+            if conn.borrow().closed {
+                return Err(PeerError::Connection("peer closed".into()));
+            }
             if let Some(reason) = conn.borrow().banned.clone() {
                 return Err(PeerError::Malformed(format!("cut off: {reason}")));
             }
