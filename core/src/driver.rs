@@ -36,6 +36,10 @@ pub struct SyncConfig {
     pub target_rtt: Duration,
     /// Items looked up in the store at once.
     pub check_chunk: usize,
+    /// After a failed request (connection, status, malformed; not a timeout) the peer is
+    /// not asked again for this long, doubled per failure in a row (up to 32 times): a
+    /// briefly restarting peer is not used up by the failure limit in milliseconds.
+    pub failure_rest: Duration,
 }
 
 impl Default for SyncConfig {
@@ -50,6 +54,7 @@ impl Default for SyncConfig {
             peer_failure_limit: 3,
             target_rtt: Duration::from_millis(500),
             check_chunk: 2048,
+            failure_rest: Duration::from_millis(250),
         }
     }
 }
@@ -235,6 +240,8 @@ struct PeerSlot {
     bad_answers: u32,
     /// Its requests in flight, by request id: aborted when it is removed or dropped.
     pending: HashMap<u64, AbortHandle>,
+    /// Not asked until this time (ms) after a failure.
+    rest_until: f64,
 }
 
 impl PeerSlot {
@@ -357,6 +364,8 @@ enum Event {
     Answer(Option<Answer>),
     Command(Option<Command>),
     Written(Result<(), StoreError>),
+    /// A peer's rest after a failure ended.
+    Rested,
 }
 
 impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
@@ -411,7 +420,8 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
                     ));
                 }
             }
-            if self.in_flight.is_empty() && self.writing.is_none() {
+            let rest_end = self.rest_end();
+            if self.in_flight.is_empty() && self.writing.is_none() && rest_end.is_none() {
                 // Nothing could wake the loop but a command: say so rather than hang.
                 return Err(SyncError::InvalidState("no request could be made".into()));
             }
@@ -419,7 +429,7 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
             // or has nothing in flight: that wait is the store's, any other the peers'.
             let for_write = self.writing.is_some() && (backlog || self.in_flight.is_empty());
             let waited = self.clock.now_ms();
-            let event = self.next_event(rx).await;
+            let event = self.next_event(rx, rest_end).await;
             let dt = self.clock.now_ms() - waited;
             let timings = &mut self.progress.timings;
             timings.wait_ms += dt;
@@ -435,13 +445,28 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
                     let writing = self.writing.take().expect("a write was in progress");
                     self.write_done(writing, result, on_progress)?;
                 }
-                Event::Answer(None) | Event::Command(None) => {}
+                Event::Answer(None) | Event::Command(None) | Event::Rested => {}
             }
         }
     }
 
-    /// Waits for an answer, a command or the running write, whichever comes first.
-    async fn next_event(&mut self, rx: &mut mpsc::UnboundedReceiver<Command>) -> Event {
+    /// When the first usable peer resting after a failure may be asked again, if any is.
+    fn rest_end(&self) -> Option<f64> {
+        let now = self.clock.now_ms();
+        self.peers
+            .iter()
+            .filter(|s| s.usable() && s.rest_until > now)
+            .map(|s| s.rest_until)
+            .min_by(f64::total_cmp)
+    }
+
+    /// Waits for an answer, a command, the running write or the end of a peer's rest
+    /// (`rest_end`), whichever comes first.
+    async fn next_event(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<Command>,
+        rest_end: Option<f64>,
+    ) -> Event {
         let written = async {
             match self.writing.as_mut() {
                 Some(w) => (&mut w.future).await,
@@ -456,17 +481,25 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
                 false => self.in_flight.next().await,
             }
         };
+        let rested = match rest_end {
+            Some(end) => {
+                let ms = (end - self.clock.now_ms()).max(0.0);
+                Either::Left(self.clock.sleep(Duration::from_secs_f64(ms / 1000.0)))
+            }
+            None => Either::Right(future::pending()),
+        };
         // Biased: a landed write and commands first, so a stream of ready answers can
         // neither starve the commit nor delay a cancel.
         match future::select(
             future::select(Box::pin(written), rx.next()),
-            Box::pin(answer),
+            future::select(Box::pin(answer), rested),
         )
         .await
         {
             Either::Left((Either::Left((r, _)), _)) => Event::Written(r),
             Either::Left((Either::Right((c, _)), _)) => Event::Command(c),
-            Either::Right((a, _)) => Event::Answer(a),
+            Either::Right((Either::Left((a, _)), _)) => Event::Answer(a),
+            Either::Right((Either::Right(((), _)), _)) => Event::Rested,
         }
     }
 
@@ -489,6 +522,7 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
                     failures_in_row: 0,
                     bad_answers: 0,
                     pending: HashMap::new(),
+                    rest_until: 0.0,
                 });
             }
             Command::RemovePeer(id) => {
@@ -563,7 +597,11 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
         let usable: Vec<usize> = (0..self.peers.len())
             .filter(|&i| self.peers[i].usable())
             .collect();
+        let now = self.clock.now_ms();
         for &idx in &usable {
+            if self.peers[idx].rest_until > now {
+                continue;
+            }
             while (self.peers[idx].stats.in_flight as usize) < self.config.max_in_flight_per_peer {
                 let want = self.peers[idx].capacity.round().max(1.0) as usize;
                 let popped = self.sched.missing(want);
@@ -792,6 +830,9 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
             }
         } else {
             slot.stats.failures += 1;
+            let doublings = (slot.failures_in_row - 1).min(5);
+            let rest = self.config.failure_rest.as_secs_f64() * 1000.0 * f64::from(1 << doublings);
+            slot.rest_until = self.clock.now_ms() + rest;
         }
         if slot.failures_in_row >= limit && drop.is_none() {
             drop = Some(format!(

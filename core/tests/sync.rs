@@ -207,6 +207,8 @@ fn quick_config() -> SyncConfig {
     SyncConfig {
         request_timeout: Duration::from_millis(300),
         batch_bytes: 16 * 1024,
+        // Failing peers reach their failure limit before the good peer is done.
+        failure_rest: Duration::from_millis(1),
         ..SyncConfig::default()
     }
 }
@@ -1252,6 +1254,7 @@ fn test_driver_removed_peer_requests_are_abandoned_and_peer_closed() {
     let config = SyncConfig {
         request_timeout: timeout,
         batch_bytes: 16 * 1024,
+        failure_rest: Duration::from_millis(1),
         ..SyncConfig::default()
     };
     let (syncer, handle) = Syncer::new(state.root, config);
@@ -1290,4 +1293,72 @@ fn test_driver_removed_peer_requests_are_abandoned_and_peer_closed() {
     assert!(report.peers[2].dropped.is_some(), "{:?}", report.peers[2]);
     assert_eq!(failing.closed.get(), 1);
     assert_eq!(report.peers[0].dropped, None);
+}
+
+/// A peer that refuses connections until `up_at`, then serves honestly (a restart).
+struct Restarting {
+    inner: MemoryPeer,
+    up_at: std::time::Instant,
+}
+
+impl Peer for Restarting {
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+    fn fetch(
+        &self,
+        keys: Vec<ItemKey>,
+    ) -> futures::future::LocalBoxFuture<
+        'static,
+        Result<Vec<Vec<u8>>, triesync_core::peer::PeerError>,
+    > {
+        if std::time::Instant::now() < self.up_at {
+            let refused = triesync_core::peer::PeerError::Connection("refused".into());
+            return Box::pin(futures::future::ready(Err(refused)));
+        }
+        self.inner.fetch(keys)
+    }
+}
+
+/// After a failed request a peer rests, doubling per failure in a row: a peer restarting
+/// for 300 ms outlives its three allowed failures (250 + 500 ms of rest) and serves the
+/// whole sync; a peer that always fails is dropped after its rests, in bounded time,
+/// having been asked only as often as its failure limit.
+#[test]
+fn test_driver_failing_peer_rests_before_it_is_asked_again() {
+    let state = fixture("mainnet-genesis");
+    let config = SyncConfig {
+        failure_rest: Duration::from_millis(250),
+        ..quick_config()
+    };
+    let store = MemoryStore::new();
+    let restarting = Restarting {
+        inner: MemoryPeer::new("restarting", &state, Behaviour::Honest),
+        up_at: std::time::Instant::now() + Duration::from_millis(300),
+    };
+    let (result, _) = drive(
+        state.root,
+        &store,
+        vec![Rc::new(restarting)],
+        config.clone(),
+    );
+    let report = result.unwrap();
+    assert!(report.complete);
+    assert_exact(&store, &state);
+    assert_eq!(report.peers[0].failures, 2, "{:?}", report.peers[0]);
+    assert_eq!(report.peers[0].dropped, None);
+
+    let failing = MemoryPeer::new("failing", &state, Behaviour::Drop);
+    let started = std::time::Instant::now();
+    let (result, _) = drive(
+        state.root,
+        &MemoryStore::new(),
+        vec![Rc::new(failing.clone())],
+        config,
+    );
+    let elapsed = started.elapsed();
+    assert_eq!(result.unwrap_err(), SyncError::NoPeers { dropped: 1 });
+    assert_eq!(failing.requests.get(), 3);
+    assert!(elapsed >= Duration::from_millis(750), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
 }
