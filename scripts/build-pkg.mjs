@@ -6,7 +6,8 @@
 //      sha3 and keccak at opt-level 3; a profile of its own, so that the native builds and
 //      tests keep their fast profiles);
 //   2. wasm-opt -Oz (twice) from the npm `binaryen` package (skip with TRIESYNC_WASM_OPT=0);
-//   3. the package.json of the published package (exports, types, files) and its README;
+//   3. the package.json of the published package (exports, types, files), its README and
+//      LICENSE;
 //   4. prints the size of the .wasm, raw and gzipped.
 //
 // One build serves every consumer: the ES module loads `triesync_bg.wasm` as a separate
@@ -93,8 +94,9 @@ const pkg = {
   name: 'triesync',
   version: generated.version,
   description: generated.description,
+  // No `repository`: the workspace's is a placeholder, and a package should not point at a
+  // URL that does not exist.
   license: generated.license,
-  repository: generated.repository,
   keywords: ['ethereum', 'state', 'trie', 'merkle-patricia', 'sync', 'indexeddb', 'wasm', 'wallet'],
   type: 'module',
   main: './triesync.js',
@@ -110,7 +112,7 @@ const pkg = {
     './wasm': './triesync_bg.wasm',
     './package.json': './package.json',
   },
-  files: ['triesync.js', 'triesync.d.ts', 'triesync_bg.wasm', 'triesync_bg.wasm.d.ts', 'README.md'],
+  files: ['triesync.js', 'triesync.d.ts', 'triesync_bg.wasm', 'triesync_bg.wasm.d.ts', 'README.md', 'LICENSE'],
   // wasm-bindgen's own value: only its JS snippets (if any) have side effects.
   sideEffects: generated.sideEffects ?? false,
   browser: './triesync.js',
@@ -118,6 +120,9 @@ const pkg = {
 if (fs.existsSync(path.join(out, 'snippets'))) pkg.files.push('snippets/');
 fs.writeFileSync(path.join(out, 'package.json'), JSON.stringify(pkg, null, 2) + '\n');
 fs.copyFileSync(path.join(root, 'npm', 'README.md'), path.join(out, 'README.md'));
+// The license texts of the SPDX expression in Cargo.toml (MIT OR Apache-2.0).
+if (pkg.license !== 'MIT OR Apache-2.0') throw new Error(`npm/LICENSE does not cover the license ${pkg.license}`);
+fs.copyFileSync(path.join(root, 'npm', 'LICENSE'), path.join(out, 'LICENSE'));
 // wasm-pack's `*` .gitignore is not wanted: pkg/ is ignored from the repository's root.
 fs.rmSync(path.join(out, '.gitignore'), { force: true });
 

@@ -8,7 +8,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -216,9 +216,10 @@ function checkNoInlinedWasm(dir) {
   }
 }
 
-test('the tarball holds the module, the .wasm, the types, the README and nothing else', () => {
+test('the tarball holds the module, the .wasm, the types, the README, the LICENSE and nothing else', () => {
   const list = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).trim().split('\n').sort();
   assert.deepEqual(list, [
+    'package/LICENSE',
     'package/README.md',
     'package/package.json',
     'package/triesync.d.ts',
@@ -228,6 +229,12 @@ test('the tarball holds the module, the .wasm, the types, the README and nothing
   ]);
   const pkg = JSON.parse(fs.readFileSync(path.join(project, 'node_modules', 'triesync', 'package.json'), 'utf8'));
   assert.equal(pkg.name, 'triesync');
+  // The license texts match the declared license; no placeholder repository URL.
+  assert.equal(pkg.license, 'MIT OR Apache-2.0');
+  const license = fs.readFileSync(path.join(project, 'node_modules', 'triesync', 'LICENSE'), 'utf8');
+  assert.match(license, /MIT License[\s\S]*Apache License\s+Version 2\.0/);
+  assert.equal(pkg.repository, undefined);
+  assert.doesNotMatch(JSON.stringify(pkg), /example\.invalid/);
   assert.equal(pkg.type, 'module');
   assert.equal(pkg.exports['.'].types, './triesync.d.ts');
   assert.equal(pkg.exports['.'].import, './triesync.js');
@@ -267,11 +274,89 @@ test('Vite builds it with no plugin, the .wasm as a file, and a worker syncs wit
   }
 });
 
+test('the Vite dev server serves it with no optimizeDeps setting, and a worker syncs with it', async (t) => {
+  const vite = spawn(process.execPath, [path.join(project, 'node_modules', 'vite', 'bin', 'vite.js'), '--host', '127.0.0.1', '--port', '0', '--clearScreen', 'false', '--logLevel', 'info'], {
+    cwd: project,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.after(() => vite.kill('SIGTERM'));
+  let out = '';
+  vite.stdout.on('data', (d) => (out += d));
+  vite.stderr.on('data', (d) => (out += d));
+  const deadline = Date.now() + 30000;
+  const url = await new Promise((resolve, reject) => {
+    const timer = setInterval(() => {
+      const m = /(http:\/\/127\.0\.0\.1:\d+\/)/.exec(out.replace(/\x1b\[[0-9;]*m/g, ''));
+      if (m) {
+        clearInterval(timer);
+        resolve(m[1]);
+      } else if (vite.exitCode !== null || Date.now() > deadline) {
+        clearInterval(timer);
+        reject(new Error(`vite dev printed no URL: ${out}`));
+      }
+    }, 50);
+  });
+  assert.doesNotMatch(fs.readFileSync(path.join(project, 'vite.config.js'), 'utf8'), /optimizeDeps/);
+  checkResult(await runPage(url));
+});
+
 test('a plain <script type="module"> page uses it from node_modules with no build step', async () => {
   const web = await startStatic(project);
   try {
     checkResult(await runPage(`${web.url}plain.html`));
   } finally {
+    await web.close();
+  }
+});
+
+test("the root README's wallet example runs as written against local peers", async () => {
+  const readme = fs.readFileSync(path.join(ROOT_DIR, 'README.md'), 'utf8');
+  const block = /^## Using it in a wallet\n[\s\S]*?^```js\n([\s\S]*?)^```$/m.exec(readme);
+  assert.ok(block, 'README.md has no ```js block under "Using it in a wallet"');
+  // The example's peers become the local reference peer, over each of its transports.
+  let source = block[1];
+  for (const [from, to] of [
+    ["'https://peer-a.example'", peer.url],
+    ["'wss://peer-b.example'", peer.wsUrl],
+    ["'https://geth.example'", peer.url],
+  ]) {
+    assert.ok(source.includes(from), `the README example no longer names ${from}: update this test`);
+    source = source.replaceAll(from, JSON.stringify(to));
+  }
+  source += `
+window.result = {
+  account: account && { nonce: account.nonce, balance: account.balance.toString() },
+  slot0,
+  code: code === null ? null : code.length,
+  check: { complete: check.complete, nodes: check.nodes },
+};
+`;
+  write('src/readme-example.js', source);
+  write('readme.html', `<!doctype html><meta charset="utf-8"><title>README example</title>
+<script>
+  window.addEventListener('error', (e) => { window.result = { error: String(e.message) }; });
+  window.addEventListener('unhandledrejection', (e) => { window.result = { error: String(e.reason?.message ?? e.reason) }; });
+</script>
+<script type="importmap">{ "imports": { "triesync": "./node_modules/triesync/triesync.js" } }</script>
+<script type="module" src="./src/readme-example.js"></script>`);
+
+  const web = await startStatic(project);
+  const page = await browser.context.newPage();
+  const logs = [];
+  page.on('console', (m) => logs.push(m.text()));
+  try {
+    await page.goto(`${web.url}readme.html`);
+    await page.waitForFunction(() => window.result !== undefined, null, { timeout: 60000 });
+    const result = await page.evaluate(() => window.result);
+    assert.equal(result.error, undefined, `the README example failed: ${result.error}\n${logs.join('\n')}`);
+    assert.ok(logs.some((l) => l.startsWith(`synced ${fixture.nodes} nodes in `)), `no "synced" line:\n${logs.join('\n')}`);
+    const address = '0x000d836201318ec6899a67540690382780743280';
+    assert.deepEqual(result.account, { nonce: 0, balance: BigInt(fixture.alloc[address].balance).toString() });
+    assert.equal(result.slot0, `0x${'0'.repeat(64)}`);
+    assert.equal(result.code, 0, 'an account without code has empty code');
+    assert.deepEqual(result.check, { complete: true, nodes: fixture.nodes });
+  } finally {
+    await page.close();
     await web.close();
   }
 });
