@@ -78,6 +78,7 @@ FAULTS (RATE is a probability 0..1; same --fault-seed, same faults for the same 
   --html-error RATE       per HTTP request: answer an HTML error page (status 200 or 502)
   --garbage RATE          per request: answer random bytes that are neither RLP nor JSON
   --unrequested RATE      per request: add 1-3 random real nodes and 1 random blob
+  --truncate RATE         per HTTP request: send the headers and half the body, then close
   --extra N               add N real nodes nobody asked for to every answer
 
 FLOODS (hostile answers that are too big or never end; each applies to a request with
@@ -266,6 +267,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             "--html-error" => o.faults.html_error = parse_rate(&flag, &value()?)?,
             "--garbage" => o.faults.garbage = parse_rate(&flag, &value()?)?,
             "--unrequested" => o.faults.unrequested = parse_rate(&flag, &value()?)?,
+            "--truncate" => o.faults.truncate = parse_rate(&flag, &value()?)?,
             "--delay-ms" => o.faults.delay_ms = parse_num(&flag, &value()?)?,
             "--extra" => o.faults.extra = parse_num(&flag, &value()?)?,
             "--flood-rate" => o.faults.flood_rate = Some(parse_rate(&flag, &value()?)?),

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Frame, SizeHint};
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -38,6 +39,9 @@ pub struct FaultConfig {
     pub garbage: f64,
     /// Per request: add blobs nobody asked for (random real nodes and random bytes).
     pub unrequested: f64,
+    /// Per HTTP request: send the headers (with the full Content-Length) and part of the
+    /// answer's body, then close the connection.
+    pub truncate: f64,
     /// Append this many real nodes nobody asked for to every answer.
     pub extra: usize,
     /// Per request: whether the flood options below apply (`None`: always, as 1.0). Only
@@ -81,6 +85,7 @@ impl FaultConfig {
             ("html-error", self.html_error),
             ("garbage", self.garbage),
             ("unrequested", self.unrequested),
+            ("truncate", self.truncate),
         ] {
             if v > 0.0 {
                 parts.push(format!("{name}={v}"));
@@ -175,6 +180,8 @@ pub struct Plan {
     pub unrequested: bool,
     /// Whether the flood options apply to this request.
     pub flood: bool,
+    /// Whether the answer's body is cut off partway (HTTP only).
+    pub truncate: bool,
     /// The request's own generator, for per-blob decisions.
     pub rng: Rng,
 }
@@ -194,6 +201,8 @@ impl Plan {
         // sequence it always had.
         let flood = cfg.floods() && rng.chance(cfg.flood_chance());
         let http = transport == Transport::Http;
+        // Likewise drawn only when configured.
+        let truncate = cfg.truncate > 0.0 && rng.chance(cfg.truncate) && http;
         let fault = if stall {
             RequestFault::Stall
         } else if close {
@@ -211,6 +220,7 @@ impl Plan {
             fault,
             unrequested,
             flood,
+            truncate,
             rng,
         }
     }
@@ -374,6 +384,30 @@ pub enum Body {
     Full(Full<Bytes>),
     /// A flood (chunked, no Content-Length).
     Flood(Flood),
+    /// `--truncate`: this part of an answer, under a Content-Length of `total`, then a
+    /// short pause (so that hyper writes the part out) and an error, on which hyper closes
+    /// the connection.
+    Truncated {
+        /// The part sent (taken on the first poll).
+        part: Option<Bytes>,
+        /// The full answer's length.
+        total: u64,
+        /// The pause before the error, from when the part was handed over.
+        pause: Option<Pin<Box<tokio::time::Sleep>>>,
+    },
+}
+
+impl Body {
+    /// The first half of `answer` (at least one byte short of it), then a closed
+    /// connection.
+    pub fn truncated(answer: Bytes) -> Body {
+        let total = answer.len() as u64;
+        Body::Truncated {
+            part: Some(answer.slice(..answer.len() / 2)),
+            total,
+            pause: None,
+        }
+    }
 }
 
 impl From<Bytes> for Body {
@@ -384,22 +418,34 @@ impl From<Bytes> for Body {
 
 impl hyper::body::Body for Body {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = std::io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         match self.get_mut() {
-            Body::Full(f) => Pin::new(f).poll_frame(cx),
+            Body::Full(f) => Pin::new(f)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(|e: Infallible| match e {}))),
             Body::Flood(f) => Poll::Ready(f.next_chunk().map(|c| Ok(Frame::data(c)))),
+            Body::Truncated { part, pause, .. } => match part.take() {
+                Some(p) if !p.is_empty() => Poll::Ready(Some(Ok(Frame::data(p)))),
+                _ => pause
+                    .get_or_insert_with(|| {
+                        Box::pin(tokio::time::sleep(std::time::Duration::from_millis(50)))
+                    })
+                    .as_mut()
+                    .poll(cx)
+                    .map(|()| Some(Err(std::io::Error::other("answer truncated on purpose")))),
+            },
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             Body::Full(f) => f.is_end_stream(),
-            Body::Flood(_) => false,
+            Body::Flood(_) | Body::Truncated { .. } => false,
         }
     }
 
@@ -408,6 +454,7 @@ impl hyper::body::Body for Body {
             Body::Full(f) => f.size_hint(),
             // Unknown: the answer goes out chunked and the client has to count.
             Body::Flood(_) => SizeHint::default(),
+            Body::Truncated { total, .. } => SizeHint::with_exact(*total),
         }
     }
 }

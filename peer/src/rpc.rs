@@ -380,8 +380,10 @@ pub(crate) async fn handle(
             96 + id + outcome.as_ref().map_or(0, |b| 2 * b.len())
         })
         .sum();
-    let permit = app.reserve(estimate).await;
+    // The body's share is given back first: waiting for more while holding it could leave
+    // two posts each waiting for the other's memory.
     drop(held);
+    let permit = app.reserve(estimate).await;
     let mut out = Vec::with_capacity(answers.len());
     let (mut found, mut bytes) = (0usize, 0usize);
     for (id, outcome) in answers {
@@ -423,7 +425,13 @@ pub(crate) async fn handle(
         (false, _) => out.pop().expect("one answer"),
     };
     let body = app.budgeted(body.into_bytes(), permit);
-    (respond(200, "application/json", body), note)
+    let mut r = respond(200, "application/json", bytes::Bytes::new());
+    if plan.truncate && !body.is_empty() {
+        *r.body_mut() = faults::Body::truncated(body);
+        return (r, format!("{note} fault truncate"));
+    }
+    *r.body_mut() = faults::Body::from(body);
+    (r, note)
 }
 
 type CallOutcome<'a> = Result<Cow<'a, [u8]>, (i64, String)>;

@@ -778,5 +778,11 @@ async fn nodes(
         ans.corrupted,
         ans.added
     );
-    (respond(200, "application/octet-stream", body), note)
+    let mut r = respond(200, "application/octet-stream", Bytes::new());
+    if plan.truncate {
+        *r.body_mut() = faults::Body::truncated(body);
+        return (r, format!("{note} fault truncate"));
+    }
+    *r.body_mut() = faults::Body::from(body);
+    (r, note)
 }

@@ -239,8 +239,7 @@ where
             msg = ws.next(), if in_flight < limit => match msg {
                 Some(Err(WsError::Capacity(e))) => {
                     app.count_bad();
-                    let reason = format!("{e}");
-                    close(&app, &mut ws, CLOSE_TOO_BIG, &reason).await;
+                    close_too_big(&app, &mut ws, &e.to_string()).await;
                     return;
                 }
                 None | Some(Err(_)) => break,
@@ -344,20 +343,40 @@ where
     if ws.close(Some(frame)).await.is_err() {
         return;
     }
-    // Wait briefly for the peer's close reply, then drop the socket. A client may still be
-    // sending (the rest of a message refused from its header, which tungstenite cannot
-    // frame): what it sends is read and thrown away meanwhile, since closing with unread
-    // bytes would reset the connection and could lose the close frame on its way.
+    // Wait briefly for the peer's close reply, then drop the socket.
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        loop {
-            match ws.next().await {
-                Some(Ok(_)) => continue,
-                Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) | None => return,
-                Some(Err(_)) => break,
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+/// Closes with 1009 a socket whose client sent a message over the size cap, refused from
+/// its header: the client may still be sending the rest, which cannot be read as frames.
+/// It is read and thrown away until the client pauses (or 2 s pass), since closing with
+/// unread bytes would reset the connection and could lose the close frame on its way.
+async fn close_too_big<S>(app: &App, ws: &mut WebSocketStream<S>, reason: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    app.log(LogLevel::Debug, || {
+        format!("websocket closed with {CLOSE_TOO_BIG}: {reason}")
+    });
+    let frame = CloseFrame {
+        code: CloseCode::from(CLOSE_TOO_BIG),
+        reason: reason.chars().take(100).collect::<String>().into(),
+    };
+    if ws.close(Some(frame)).await.is_err() {
+        return;
+    }
+    let mut sink = vec![0u8; 16 * 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(250), ws.get_mut().read(&mut sink)).await
+        {
+            if n == 0 {
+                break;
             }
         }
-        let mut sink = [0u8; 16 * 1024];
-        while matches!(ws.get_mut().read(&mut sink).await, Ok(n) if n > 0) {}
     })
     .await;
 }

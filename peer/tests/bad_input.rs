@@ -369,6 +369,55 @@ fn json_rpc_batch_response_limit_counts_json_text() {
     }
 }
 
+/// A JSON-RPC body counts against --answer-memory from when it is read until its answer
+/// is built, so posts that wait (here --delay-ms) hold their share: with 1 MiB of answer
+/// memory, two posts of 700 kB run one after the other (about 2 s), not side by side (1 s).
+#[test]
+fn json_rpc_bodies_count_against_the_answer_memory() {
+    let mut p = Peer::start(&[
+        "--synthetic",
+        "50",
+        "--answer-memory",
+        "1m",
+        "--delay-ms",
+        "1000",
+    ]);
+    let root = p.root.to_hex();
+    let calls: Vec<Value> = (0..1000)
+        .map(|i| {
+            let id = format!("{i:0>650}");
+            json!({"jsonrpc": "2.0", "id": id, "method": "debug_dbGet", "params": [root]})
+        })
+        .collect();
+    let body = serde_json::to_vec(&calls).unwrap();
+    assert!((700_000..800_000).contains(&body.len()), "{}", body.len());
+    let url = format!("{}/", p.base);
+    let t0 = Instant::now();
+    let posts: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, body) = (url.clone(), body.clone());
+            std::thread::spawn(move || {
+                let (status, _, answer) = post(&url, "application/json", &body);
+                let v: Value = serde_json::from_slice(&answer).unwrap();
+                (status, v.as_array().map(Vec::len), t0.elapsed())
+            })
+        })
+        .collect();
+    let mut times = Vec::new();
+    for t in posts {
+        let (status, n, took) = t.join().unwrap();
+        assert_eq!((status, n), (200, Some(1000)));
+        times.push(took);
+    }
+    times.sort();
+    assert!(times[0] >= Duration::from_millis(1000), "{times:?}");
+    assert!(times[1] >= Duration::from_millis(1900), "{times:?}");
+    p.close_stdin();
+    assert!(p.wait_exit(Duration::from_secs(10)).is_some());
+    let log = p.stderr();
+    assert!(!log.contains(" 0 answers waited for memory"), "{log}");
+}
+
 #[test]
 fn websocket_malformed_messages_close_with_a_code() {
     let p = Peer::start(&["--synthetic", "100"]);
@@ -415,10 +464,7 @@ fn websocket_malformed_messages_close_with_a_code() {
     );
     // Past the size cap, refused from the frame header (tungstenite's limits), whatever
     // the size: the close frame still arrives, not a reset.
-    expect_close(
-        tungstenite::Message::Binary(vec![0u8; 20_000].into()),
-        1009,
-    );
+    expect_close(tungstenite::Message::Binary(vec![0u8; 20_000].into()), 1009);
     expect_close(
         tungstenite::Message::Binary(vec![0u8; 1_500_000].into()),
         1009,

@@ -478,3 +478,37 @@ fn same_seed_same_faults() {
         );
     }
 }
+
+/// `--truncate`: the headers, with the full answer's Content-Length, and half its body,
+/// then the connection closes (HTTP `/v1/nodes` and JSON-RPC); WebSocket answers are whole.
+#[test]
+fn truncate_sends_half_the_body_then_closes() {
+    let built = state();
+    let asked = asked(&built);
+    let p = start(&["--truncate", "1.0"]);
+    for req in [
+        raw_post("/v1/nodes", &hash_list(&asked)),
+        raw_post("/", &rpc_body(&rpc_keys(&built, &asked))),
+    ] {
+        let (bytes, closed) = raw_exchange(&p.addr, &req, Duration::from_secs(5));
+        assert!(closed);
+        assert_eq!(raw_status(&bytes), Some(200));
+        let split = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("headers");
+        let head = String::from_utf8_lossy(&bytes[..split]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .expect("a content-length")
+            .trim()
+            .parse()
+            .unwrap();
+        let body = &bytes[split + 4..];
+        assert!(len > 1000, "{len}");
+        assert_eq!(body.len(), len / 2, "{head}");
+    }
+    let mut ws = ws_connect(&p.addr, Duration::from_secs(5));
+    assert_exact(&asked, &ws_roundtrip(&mut ws, 1, &asked).1, "ws");
+}
