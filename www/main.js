@@ -408,6 +408,7 @@ function draw() {
   else if (total) pct = Math.min(99, (stored / total) * 100);
   el.bar.classList.toggle('indeterminate', pct === null && phase === 'syncing');
   el.bar.classList.toggle('done', complete);
+  el.bar.classList.toggle('determinate', pct !== null);
   el.barFill.style.width = `${pct ?? 0}%`;
   el.bar.setAttribute('aria-valuenow', String(Math.round(pct ?? 0)));
   // Never empty: the label keeps its width, so the bar ends at the same place in every phase.

@@ -299,6 +299,8 @@ test('errors are shown clearly: a peer that is down, a malformed root', async (t
   await page.click('#start');
   await waitPhase(page, ['error'], 90000).catch(() => {});
   assert.equal(await phase(page), 'error');
+  // No size was known (the peer is down): the bar is empty at once, no stripe shrinking.
+  assert.equal(await page.evaluate(() => document.getElementById('bar-fill').getBoundingClientRect().width), 0);
   const text = await page.textContent('#error');
   assert.match(text, /NO_PEERS|UNAVAILABLE/);
   assert.match(text, /is it running|do not have/i);
