@@ -251,6 +251,7 @@ fn parse_hex_or_string(s: &str) -> Result<Vec<u8>, &'static str> {
 /// Reads a post's body into its entries (`Err`: the whole answer, already decided).
 /// Nothing here awaits: the parse's transient memory (the body's messages as borrowed raw
 /// values) is gone before the answer waits for anything.
+#[allow(clippy::result_large_err)] // the Err is the whole answer, built once
 fn read_post(app: &App, body: &[u8]) -> Result<(Vec<Entry>, bool), (Resp, String)> {
     // Like geth, the first JSON value of the body; an empty body gets no answer.
     let first = serde_json::Deserializer::from_slice(body)
