@@ -94,8 +94,8 @@ const pkg = {
   name: 'triesync',
   version: generated.version,
   description: generated.description,
-  // No `repository`: the workspace's is a placeholder, and a package should not point at a
-  // URL that does not exist.
+  // No `repository` until the project has a public home: a package must not point at a URL
+  // that does not exist.
   license: generated.license,
   keywords: ['ethereum', 'state', 'trie', 'merkle-patricia', 'sync', 'indexeddb', 'wasm', 'wallet'],
   type: 'module',
