@@ -25,7 +25,7 @@ bash scripts/setup.sh
 step "native tests (core, peer)"
 cargo test -p triesync-core -p triesync-peer
 
-# The core's unit and integration tests (core/tests/sync.rs aside), built for wasm32.
+# The core's unit and integration tests, built for wasm32.
 step "core under wasm (wasm-bindgen-test on Node)"
 wasm-pack test --node core
 
