@@ -859,9 +859,9 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
         on_progress: &mut dyn FnMut(&Progress),
     ) -> Result<(), SyncError> {
         self.wait_for_write(on_progress).await?;
-        let complete = self.sched.is_done();
-        if self.sched.batch_bytes() == 0 && frontier.is_none() && !(complete && !self.meta.complete)
-        {
+        // A sync that just became complete is recorded as such even with nothing to write.
+        let newly_complete = self.sched.is_done() && !self.meta.complete;
+        if self.sched.batch_bytes() == 0 && frontier.is_none() && !newly_complete {
             return Ok(());
         }
         self.start_write(frontier);

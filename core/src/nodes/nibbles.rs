@@ -9,7 +9,10 @@ pub fn bytes_to_nibbles(bytes: &[u8]) -> Vec<u8> {
 
 /// Joins an even number of nibbles back into bytes (`None` for an odd count).
 pub fn nibbles_to_bytes(nibbles: &[u8]) -> Option<Vec<u8>> {
-    (nibbles.len() % 2 == 0).then(|| nibbles.chunks(2).map(|p| (p[0] << 4) | p[1]).collect())
+    nibbles
+        .len()
+        .is_multiple_of(2)
+        .then(|| nibbles.chunks(2).map(|p| (p[0] << 4) | p[1]).collect())
 }
 
 /// Encodes a nibble path with its leaf flag (Yellow Paper appendix C).
@@ -50,9 +53,9 @@ pub fn hex_prefix_decode(encoded: &[u8]) -> Result<(Vec<u8>, bool), NodeError> {
 #[cfg(test)]
 mod tests {
     // Under wasm the same tests run on wasm-bindgen-test (`wasm-pack test --node core`).
+    use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-    use super::*;
 
     #[test]
     fn hex_prefix_roundtrip_all_flags() {
