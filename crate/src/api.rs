@@ -57,6 +57,10 @@ export interface StateSyncOptions {
   maxRequestItems?: number;
   /** A peer is dropped after this many failed requests in a row (default 3). */
   peerFailureLimit?: number;
+  /** After a failed request (refused, an error status, a malformed answer; not a timeout)
+   *  the peer is not asked again for this long, doubled per failure in a row (default 250).
+   *  0 is allowed: asked again at once. */
+  failureRestMs?: number;
   /** Answers larger than this many bytes are refused (default 16 MiB, at least 1024). */
   maxResponseBytes?: number;
   /** Another tab or worker syncing into the same database holds its lock: wait up to this
@@ -517,6 +521,10 @@ fn config_from(options: &JsValue) -> Result<(SyncConfig, TransportOptions), Erro
     if let Some(n) = opt_positive(options, "peerFailureLimit")? {
         config.peer_failure_limit = n as u32;
     }
+    // No rest (0) is a valid choice, unlike the counts and sizes above; `as` saturates.
+    if let Some(ms) = opt_number(options, "failureRestMs")? {
+        config.failure_rest = Duration::from_millis(ms as u64);
+    }
     if let Some(n) = opt_positive(options, "maxResponseBytes")? {
         // Smaller than the smallest useful answer (one blob and its framing): refused.
         if n < 1024.0 {
@@ -861,5 +869,39 @@ impl StateDb {
     /// Closes the connection (lookups after this reject).
     pub fn close(&self) {
         self.store.close();
+    }
+}
+
+#[cfg(all(test, target_arch = "wasm32"))]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    fn with(key: &str, value: JsValue) -> JsValue {
+        let options = Object::new();
+        Reflect::set(&options, &JsValue::from_str(key), &value).unwrap();
+        options.into()
+    }
+
+    #[wasm_bindgen_test]
+    fn failure_rest_option() {
+        let (config, _) = config_from(&Object::new().into()).unwrap();
+        assert_eq!(config.failure_rest, SyncConfig::default().failure_rest);
+        for (ms, rest) in [(0.0, 0), (1500.0, 1500)] {
+            let (config, _) = config_from(&with("failureRestMs", ms.into())).unwrap();
+            assert_eq!(config.failure_rest, Duration::from_millis(rest), "{ms}");
+        }
+        for bad in [
+            JsValue::from(-1.0),
+            JsValue::from(f64::NAN),
+            JsValue::from(f64::INFINITY),
+            JsValue::from_str("250"),
+        ] {
+            let err = config_from(&with("failureRestMs", bad.clone()))
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert_eq!(err.code(), "INVALID_ARGUMENT", "{bad:?}");
+            assert!(err.to_string().contains("failureRestMs"), "{err}");
+        }
     }
 }
