@@ -25,6 +25,10 @@ bash scripts/setup.sh
 step "native tests (core, peer)"
 cargo test -p triesync-core -p triesync-peer
 
+# The peer's scale promise: 1,000,000 synthetic accounts built and served within 60 s.
+step "reference peer at 1,000,000 accounts (release build)"
+bash scripts/check-peer-scale.sh
+
 # The core's unit and integration tests, built for wasm32.
 step "core under wasm (wasm-bindgen-test on Node)"
 wasm-pack test --node core

@@ -671,6 +671,8 @@ async fn argument_and_state_errors_are_typed() {
         ("maxResponseBytes", 100.0),
         ("lockTimeoutMs", -5.0),
         ("lockTimeoutMs", f64::INFINITY),
+        ("failureRestMs", -1.0),
+        ("failureRestMs", f64::NAN),
     ] {
         let err = StateSync::new(options(&root, vec![], "db", &[(key, value.into())]))
             .err()
@@ -697,6 +699,8 @@ async fn argument_and_state_errors_are_typed() {
         &[("maxResponseBytes", 1024.into())],
     ))
     .unwrap();
+    // No rest after a failure is a choice, not a mistake.
+    StateSync::new(options(&root, vec![], "db", &[("failureRestMs", 0.into())])).unwrap();
     assert_eq!(
         code(&bad(options(
             &root,
