@@ -797,14 +797,35 @@ fn test_scheduler_memory_is_bounded_on_100k_accounts() {
     );
 }
 
-/// A memory store whose every write first waits for `gate` (a sleep, or a signal from
-/// another task), as a real disk's writes take time off the calling task.
-struct GatedStore {
+/// A memory store with hooks on its writes: each first waits for `gate` if set (a sleep,
+/// or a signal from another task, as a real disk's writes take time off the calling task),
+/// and is recorded in `writes`: its bytes and whether it marked the sync complete.
+struct HookedStore {
     inner: MemoryStore,
-    gate: Box<dyn Fn() -> futures::future::LocalBoxFuture<'static, ()>>,
+    gate: Option<Box<dyn Fn() -> futures::future::LocalBoxFuture<'static, ()>>>,
+    writes: std::cell::RefCell<Vec<(usize, bool)>>,
 }
 
-impl Store for GatedStore {
+impl HookedStore {
+    /// A store whose writes only are recorded.
+    fn recording() -> Self {
+        Self {
+            inner: MemoryStore::new(),
+            gate: None,
+            writes: Default::default(),
+        }
+    }
+
+    /// A store whose every write first waits for `gate`.
+    fn gated(gate: impl Fn() -> futures::future::LocalBoxFuture<'static, ()> + 'static) -> Self {
+        Self {
+            gate: Some(Box::new(gate)),
+            ..Self::recording()
+        }
+    }
+}
+
+impl Store for HookedStore {
     async fn contains(
         &self,
         keys: &[ItemKey],
@@ -822,7 +843,10 @@ impl Store for GatedStore {
         batch: &triesync_core::store::Batch,
         meta: &SyncMeta,
     ) -> Result<(), triesync_core::store::StoreError> {
-        (self.gate)().await;
+        if let Some(gate) = &self.gate {
+            gate().await;
+        }
+        self.writes.borrow_mut().push((batch.bytes, meta.complete));
         self.inner.write(batch, meta).await
     }
     async fn meta(&self) -> Result<Option<SyncMeta>, triesync_core::store::StoreError> {
@@ -851,17 +875,14 @@ fn test_driver_yields_to_the_event_loop_while_a_write_is_pending() {
         let landing: Rc<std::cell::RefCell<Vec<futures::channel::oneshot::Sender<()>>>> =
             Rc::default();
         let gate_landing = landing.clone();
-        let store = GatedStore {
-            inner: MemoryStore::new(),
-            gate: Box::new(move || {
-                let (tx, rx) = futures::channel::oneshot::channel();
-                gate_landing.borrow_mut().push(tx);
-                Box::pin(async move {
-                    rx.await
-                        .expect("the event loop task lives as long as the sync")
-                })
-            }),
-        };
+        let store = HookedStore::gated(move || {
+            let (tx, rx) = futures::channel::oneshot::channel();
+            gate_landing.borrow_mut().push(tx);
+            Box::pin(async move {
+                rx.await
+                    .expect("the event loop task lives as long as the sync")
+            })
+        });
         let mut pool = futures::executor::LocalPool::new();
         pool.spawner()
             .spawn_local(async move {
@@ -1005,12 +1026,9 @@ fn run_virtual<F: std::future::Future>(clock: &VirtualClock, f: F) -> F::Output 
 }
 
 /// A store whose every write takes `delay` on `clock` (the executor is free meanwhile).
-fn slow_store(clock: &VirtualClock, delay: Duration) -> GatedStore {
+fn slow_store(clock: &VirtualClock, delay: Duration) -> HookedStore {
     let clock = clock.clone();
-    GatedStore {
-        inner: MemoryStore::new(),
-        gate: Box::new(move || triesync_core::peer::Clock::sleep(&clock, delay)),
-    }
+    HookedStore::gated(move || triesync_core::peer::Clock::sleep(&clock, delay))
 }
 
 /// `waitMs` is split into waiting for peers and waiting for the background write: with a
@@ -1024,7 +1042,7 @@ fn test_driver_wait_split_between_peers_and_the_write() {
         batch_bytes: 16 * 1024,
         ..SyncConfig::default()
     };
-    let run = |clock: &VirtualClock, store: &GatedStore, peer: MemoryPeer| {
+    let run = |clock: &VirtualClock, store: &HookedStore, peer: MemoryPeer| {
         let (syncer, handle) = Syncer::new(state.root, config.clone());
         handle.add_peer(Rc::new(peer));
         let report = run_virtual(clock, syncer.run(store, clock, &mut |_| {})).unwrap();
@@ -1231,52 +1249,13 @@ common::async_test! {
     }
 }
 
-/// A memory store that records every write: its bytes and whether it marked the sync
-/// complete.
-struct RecordingStore {
-    inner: MemoryStore,
-    writes: std::cell::RefCell<Vec<(usize, bool)>>,
-}
-
-impl Store for RecordingStore {
-    async fn contains(
-        &self,
-        keys: &[ItemKey],
-    ) -> Result<Vec<bool>, triesync_core::store::StoreError> {
-        self.inner.contains(keys).await
-    }
-    async fn get_many(
-        &self,
-        keys: &[ItemKey],
-    ) -> Result<Vec<Option<Vec<u8>>>, triesync_core::store::StoreError> {
-        self.inner.get_many(keys).await
-    }
-    async fn write(
-        &self,
-        batch: &triesync_core::store::Batch,
-        meta: &SyncMeta,
-    ) -> Result<(), triesync_core::store::StoreError> {
-        self.writes.borrow_mut().push((batch.bytes, meta.complete));
-        self.inner.write(batch, meta).await
-    }
-    async fn meta(&self) -> Result<Option<SyncMeta>, triesync_core::store::StoreError> {
-        self.inner.meta().await
-    }
-    async fn frontier(&self) -> Result<Vec<Vec<u8>>, triesync_core::store::StoreError> {
-        self.inner.frontier().await
-    }
-}
-
 common::async_test! {
     /// Batches are written once they reach `batch_bytes` (geth's IdealBatchSize): every batch
     /// but the last is at least that big and overshoots by no more than one answer's worth;
     /// only the last marks the sync complete.
     async fn test_driver_writes_batches_at_the_byte_threshold() {
         let state = fixture("mainnet-genesis");
-        let store = RecordingStore {
-            inner: MemoryStore::new(),
-            writes: Default::default(),
-        };
+        let store = HookedStore::recording();
         let config = SyncConfig::default();
         let batch_bytes = config.batch_bytes;
         let clock = common::clock();
