@@ -80,6 +80,28 @@ async function waitPhase(page, wanted, timeout = 60000) {
   }
 }
 
+/** Starts a slow peer (every answer delayed 250 ms, so that a sync is still running
+ *  while a test acts on it) and a browser, both closed after test `t`; opens the page on
+ *  `database`, starts the sync, waits until it is syncing and, if `nodes` is given, until
+ *  that many nodes are stored. */
+async function startSlowSync(t, database, nodes) {
+  const peer = await startPeer(['--delay-ms', '250']);
+  const b = await launchBrowser();
+  t.after(async () => {
+    await b.close();
+    await peer.stop();
+  });
+  const { page } = b;
+  await page.goto(pageUrl([peer.url], database));
+  await waitReady(page);
+  await page.click('#start');
+  await waitPhase(page, ['syncing']);
+  if (nodes !== undefined) {
+    await page.waitForFunction((n) => (window.triesyncDemo.progress?.nodes ?? 0) >= n, nodes, { timeout: 60000 });
+  }
+  return { peer, b, page };
+}
+
 test('the demo syncs mainnet genesis over HTTP, WebSocket and JSON-RPC, verifies the root and answers lookups offline', async (t) => {
   const peer = await startPeer();
   const b = await launchBrowser();
@@ -212,21 +234,9 @@ test('the demo syncs mainnet genesis over HTTP, WebSocket and JSON-RPC, verifies
 });
 
 test('a reload mid-sync resumes, pause survives a reload, and only the missing nodes are fetched', async (t) => {
-  // A slow peer (every answer delayed) so that the sync is still running when we reload.
-  const peer = await startPeer(['--delay-ms', '250']);
-  const b = await launchBrowser();
-  t.after(async () => {
-    await b.close();
-    await peer.stop();
-  });
-  const { page } = b;
-  await page.goto(pageUrl([peer.url], 'e2e-resume'));
-  await waitReady(page);
-  await page.click('#start');
-  await waitPhase(page, ['syncing']);
-
-  // Reload once a few thousand nodes are stored.
-  await page.waitForFunction(() => (window.triesyncDemo.progress?.nodes ?? 0) >= 2000, null, { timeout: 60000 });
+  // A slow peer so that the sync is still running when we reload, once a few thousand
+  // nodes are stored.
+  const { page } = await startSlowSync(t, 'e2e-resume', 2000);
   const firstRun = await page.evaluate(() => window.triesyncDemo.progress);
   assert.equal(firstRun.complete, false, 'the sync finished before the reload: slow the peer down');
   // The stats while syncing: a speed, a time left (from the peer's claimed size), a busy peer.
@@ -318,17 +328,7 @@ test('errors are shown clearly: a peer that is down, a malformed root', async (t
 });
 
 test('a second tab syncing into the same database is told that the first one holds it', async (t) => {
-  const peer = await startPeer(['--delay-ms', '250']);
-  const b = await launchBrowser();
-  t.after(async () => {
-    await b.close();
-    await peer.stop();
-  });
-  const first = b.page;
-  await first.goto(pageUrl([peer.url], 'e2e-locked'));
-  await waitReady(first);
-  await first.click('#start');
-  await waitPhase(first, ['syncing']);
+  const { peer, b, page: first } = await startSlowSync(t, 'e2e-locked');
 
   const second = await b.context.newPage();
   await second.goto(pageUrl([peer.url], 'e2e-locked'));
@@ -390,18 +390,7 @@ test('the page prefills the peers of the server\'s demo-config.json; peers saved
 });
 
 test('a reload while "Pausing…" does not resume the sync', async (t) => {
-  const peer = await startPeer(['--delay-ms', '250']);
-  const b = await launchBrowser();
-  t.after(async () => {
-    await b.close();
-    await peer.stop();
-  });
-  const { page } = b;
-  await page.goto(pageUrl([peer.url], 'e2e-pause-reload'));
-  await waitReady(page);
-  await page.click('#start');
-  await waitPhase(page, ['syncing']);
-  await page.waitForFunction(() => (window.triesyncDemo.progress?.nodes ?? 0) >= 500, null, { timeout: 60000 });
+  const { page } = await startSlowSync(t, 'e2e-pause-reload', 500);
   // Pause and, in the same task (before the worker can answer CANCELLED), see what a
   // reload would find.
   const atPause = await page.evaluate(() => {
