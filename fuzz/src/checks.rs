@@ -642,7 +642,7 @@ impl<'s> SchedulerRun<'s> {
                 8 | 9 => self.take_batch(),
                 10 => self.write_done(),
                 _ => {
-                    if input.byte() % 4 == 0 {
+                    if input.byte().is_multiple_of(4) {
                         // Crash and resume: the unflushed batch and the frontier are lost,
                         // the store is kept, and the new scheduler checks the store.
                         self.stats.restarts += 1;
@@ -650,7 +650,7 @@ impl<'s> SchedulerRun<'s> {
                         self.check_nodes = true;
                         self.handed_out.clear();
                         // A write in progress is lost or done, all or nothing.
-                        if input.byte() % 2 == 0 {
+                        if input.byte().is_multiple_of(2) {
                             self.writing = None;
                         } else if let Some(items) = self.writing.take() {
                             self.store.extend(items);
@@ -864,7 +864,7 @@ pub fn generated_state(input: &mut Input<'_>) -> RealState {
     }
     // Sometimes a code that is byte for byte a storage trie's root node (anyone can deploy
     // such a contract): the same bytes are then wanted as a node and as a code.
-    if input.byte() % 4 == 0 {
+    if input.byte().is_multiple_of(4) {
         if let Some(&root) = storage_roots.iter().find(|r| nodes.contains_key(r)) {
             codes.insert(root, nodes[&root].clone());
             code_hashes.push(root);
