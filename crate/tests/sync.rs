@@ -188,15 +188,11 @@ async fn reload_fetches_only_what_is_missing() {
         name,
         &[("batchBytes", 50_000.into())],
     );
-    let sync = Rc::new(StateSync::new(opts).unwrap());
-    let batches = Rc::new(Cell::new(0u32));
-    let (s, b) = (sync.clone(), batches.clone());
-    sync.on_progress(callback(move |_| {
-        b.set(b.get() + 1);
-        if b.get() == 3 {
+    let (sync, _) = sync_with_hook(opts, |batches, s| {
+        if batches == 3 {
             s.cancel();
         }
-    }));
+    });
     let err = wait(sync.run()).await.unwrap_err();
     assert_eq!(code(&err), "CANCELLED");
     let last = field(&err, "progress");
@@ -300,12 +296,7 @@ async fn hostile_peers_next_to_a_good_one() {
             );
         }
     }
-    let db = StateDb::open(name.into(), JsValue::UNDEFINED)
-        .await
-        .unwrap();
-    assert_verified(&db, &fx).await;
-    db.close();
-    delete_db(name).await;
+    assert_synced_then_delete(name, &fx, false).await;
 }
 
 /// Only peers that never deliver a usable blob: a typed error in bounded time, and the
@@ -420,17 +411,11 @@ async fn add_and_remove_peers_while_running() {
         name,
         &[("batchBytes", 20_000.into())],
     );
-    let sync = Rc::new(StateSync::new(opts).unwrap());
-    let calls = Rc::new(Cell::new(0u32));
-    let (s, c) = (sync.clone(), calls.clone());
-    sync.on_progress(callback(move |_| {
-        c.set(c.get() + 1);
-        match c.get() {
-            1 => s.add_peer(genesis_peer().into()).unwrap(),
-            3 => s.remove_peer(slow_peer().into()).unwrap(),
-            _ => {}
-        }
-    }));
+    let (sync, calls) = sync_with_hook(opts, |calls, s| match calls {
+        1 => s.add_peer(genesis_peer().into()).unwrap(),
+        3 => s.remove_peer(slow_peer().into()).unwrap(),
+        _ => {}
+    });
     let report = wait(sync.run())
         .await
         .unwrap_or_else(|e| panic!("sync failed: {e:?}"));
@@ -453,12 +438,7 @@ async fn add_and_remove_peers_while_running() {
     assert!(num(&good, "items") > 0.0, "the added peer delivered");
     assert_eq!(field(&slow, "dropped").as_string().unwrap(), "removed");
     assert!(field(&good, "dropped").is_null());
-    let db = StateDb::open(name.into(), JsValue::UNDEFINED)
-        .await
-        .unwrap();
-    assert_verified(&db, &fx).await;
-    db.close();
-    delete_db(name).await;
+    assert_synced_then_delete(name, &fx, false).await;
 
     // The only peer removed at the first commit: NO_PEERS, without waiting for anything.
     let opts = options(
@@ -467,15 +447,14 @@ async fn add_and_remove_peers_while_running() {
         name,
         &[("batchBytes", 20_000.into())],
     );
-    let sync = Rc::new(StateSync::new(opts).unwrap());
     let removed_at = Rc::new(Cell::new(None::<f64>));
-    let (s, r) = (sync.clone(), removed_at.clone());
-    sync.on_progress(callback(move |_| {
-        if r.get().is_none() {
+    let r = removed_at.clone();
+    let (sync, _) = sync_with_hook(opts, move |calls, s| {
+        if calls == 1 {
             r.set(Some(triesync::clock::now_ms()));
             s.remove_peer(ws(slow_peer()).into()).unwrap();
         }
-    }));
+    });
     let err = wait(sync.run()).await.unwrap_err();
     let after = triesync::clock::now_ms() - removed_at.get().expect("a commit happened");
     assert_eq!(code(&err), "NO_PEERS", "{err:?}");
@@ -537,12 +516,7 @@ async fn abort_signal_cancels_then_resume() {
         ((num(&report, "nodes") + num(&report, "codes")) as u64) < fx.items(),
         "resumed, not restarted"
     );
-    let db = StateDb::open(name.into(), JsValue::UNDEFINED)
-        .await
-        .unwrap();
-    assert_verified(&db, &fx).await;
-    db.close();
-    delete_db(name).await;
+    assert_synced_then_delete(name, &fx, false).await;
 }
 
 /// `addPeer` before `run`, `setRoot` during it, and `removePeer`.
@@ -552,14 +526,19 @@ async fn add_peer_set_root_remove_peer() {
     let bt = Fixture::load(BT_JSON);
     let name = "ts-setroot";
     delete_db(name).await;
-    let sync = Rc::new(
-        StateSync::new(options(
+    let bt_root = bt.root.clone();
+    let (sync, calls) = sync_with_hook(
+        options(
             &genesis.root,
             vec![],
             name,
             &[("batchBytes", 50_000.into())],
-        ))
-        .unwrap(),
+        ),
+        move |calls, s| {
+            if calls == 1 {
+                s.set_root(&bt_root).unwrap();
+            }
+        },
     );
     sync.add_peer(genesis_peer().into()).unwrap();
     sync.add_peer(ws(bt_peer()).into()).unwrap();
@@ -567,18 +546,8 @@ async fn add_peer_set_root_remove_peer() {
     sync.remove_peer("http://127.0.0.1:9/".into()).unwrap();
     sync.add_peer(jsonrpc(bt_peer())).unwrap();
     sync.remove_peer(jsonrpc(bt_peer())).unwrap();
-    let s = sync.clone();
-    let switched = Rc::new(Cell::new(false));
-    let sw = switched.clone();
-    let bt_root = bt.root.clone();
-    sync.on_progress(callback(move |_| {
-        if !sw.get() {
-            sw.set(true);
-            s.set_root(&bt_root).unwrap();
-        }
-    }));
     let report = wait(sync.run()).await.unwrap();
-    assert!(switched.get());
+    assert!(calls.get() >= 1, "switched at the first commit");
     assert_eq!(field(&report, "root").as_string().unwrap(), bt.root);
     assert_eq!(field(&report, "complete"), JsValue::TRUE);
     let stats = js_sys::Array::from(&field(&report, "peers"));

@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use triesync::api::StateDb;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::*;
 
@@ -39,13 +38,7 @@ async fn bt_over_http_and_ws_in_worker() {
         .unwrap();
     assert_eq!(field(&report, "complete"), JsValue::TRUE);
     assert_eq!(num(&report, "nodes") as u64, fx.nodes());
-    let db = StateDb::open(name.into(), JsValue::UNDEFINED)
-        .await
-        .unwrap();
-    assert_verified(&db, &fx).await;
-    assert_accounts(&db, &fx).await;
-    db.close();
-    delete_db(name).await;
+    assert_synced_then_delete(name, &fx, true).await;
 }
 
 #[wasm_bindgen_test]
@@ -71,10 +64,5 @@ async fn genesis_over_jsonrpc_and_ws_in_worker_with_resume() {
         .await
         .unwrap();
     assert_eq!(field(&report, "complete"), JsValue::TRUE);
-    let db = StateDb::open(name.into(), JsValue::UNDEFINED)
-        .await
-        .unwrap();
-    assert_verified(&db, &fx).await;
-    db.close();
-    delete_db(name).await;
+    assert_synced_then_delete(name, &fx, false).await;
 }

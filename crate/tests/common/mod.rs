@@ -3,7 +3,9 @@
 #![allow(dead_code, unreachable_pub)]
 
 use js_sys::{Function, Object, Promise, Reflect};
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use triesync::api::{StateDb, StateSync};
 use triesync_core::state::{hex_word, BuiltState, StateFixture};
 use wasm_bindgen::prelude::*;
@@ -205,6 +207,37 @@ pub fn callback(f: impl FnMut(JsValue) + 'static) -> Function {
     Closure::<dyn FnMut(JsValue)>::new(f)
         .into_js_value()
         .unchecked_into()
+}
+
+/// A `StateSync` of `options` whose progress callback counts its calls and hands `hook` the
+/// count (1 at the first commit) and the sync, to act on it at the Nth commit. Returns the
+/// sync and the count.
+pub fn sync_with_hook(
+    options: JsValue,
+    mut hook: impl FnMut(u32, &StateSync) + 'static,
+) -> (Rc<StateSync>, Rc<Cell<u32>>) {
+    let sync = Rc::new(StateSync::new(options).unwrap());
+    let calls = Rc::new(Cell::new(0u32));
+    let (s, c) = (sync.clone(), calls.clone());
+    sync.on_progress(callback(move |_| {
+        c.set(c.get() + 1);
+        hook(c.get(), &s);
+    }));
+    (sync, calls)
+}
+
+/// Opens database `name`, checks that it holds exactly `fx` ([`assert_verified`]; with
+/// `read_accounts` also [`assert_accounts`]), then closes and deletes it.
+pub async fn assert_synced_then_delete(name: &str, fx: &Fixture, read_accounts: bool) {
+    let db = StateDb::open(name.into(), JsValue::UNDEFINED)
+        .await
+        .unwrap();
+    assert_verified(&db, fx).await;
+    if read_accounts {
+        assert_accounts(&db, fx).await;
+    }
+    db.close();
+    delete_db(name).await;
 }
 
 /// Checks a verify report: complete with exactly the fixture's items.
