@@ -397,7 +397,10 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
             // a few batches big, so memory stays bounded by the disk's pace.
             let backlog =
                 self.writing.is_some() && self.sched.batch_bytes() >= 4 * self.config.batch_bytes;
-            let stuck = if backlog { None } else { self.assign() };
+            // One instant for assigning and for the rest check below: a rest that ends in
+            // between must be waited for (at once), not taken for "no request possible".
+            let now = self.clock.now_ms();
+            let stuck = if backlog { None } else { self.assign(now) };
             if self.in_flight.is_empty()
                 && self.writing.is_none()
                 && self.sched.has_pending_checks()
@@ -420,7 +423,7 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
                     ));
                 }
             }
-            let rest_end = self.rest_end();
+            let rest_end = self.rest_end(now);
             if self.in_flight.is_empty() && self.writing.is_none() && rest_end.is_none() {
                 // Nothing could wake the loop but a command: say so rather than hang.
                 return Err(SyncError::InvalidState("no request could be made".into()));
@@ -450,9 +453,9 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
         }
     }
 
-    /// When the first usable peer resting after a failure may be asked again, if any is.
-    fn rest_end(&self) -> Option<f64> {
-        let now = self.clock.now_ms();
+    /// When the first usable peer resting at `now` after a failure may be asked again, if
+    /// any is.
+    fn rest_end(&self, now: f64) -> Option<f64> {
         self.peers
             .iter()
             .filter(|s| s.usable() && s.rest_until > now)
@@ -592,12 +595,11 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
 
     /// Gives every idle usable peer a request. Returns an item that every usable peer has
     /// already failed to deliver, if the queue holds one.
-    fn assign(&mut self) -> Option<H256> {
+    fn assign(&mut self, now: f64) -> Option<H256> {
         let mut stuck = None;
         let usable: Vec<usize> = (0..self.peers.len())
             .filter(|&i| self.peers[i].usable())
             .collect();
-        let now = self.clock.now_ms();
         for &idx in &usable {
             if self.peers[idx].rest_until > now {
                 continue;

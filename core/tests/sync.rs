@@ -1493,3 +1493,44 @@ common::async_test! {
         assert!(elapsed < 3000.0, "{elapsed} ms");
     }
 }
+
+/// A clock that moves 1 ms forward each time it is read, and whose sleeps end at once: time
+/// passes between any two readings, as it does on a busy machine.
+#[derive(Default)]
+struct SteppingClock(std::cell::Cell<f64>);
+
+impl triesync_core::peer::Clock for SteppingClock {
+    fn now_ms(&self) -> f64 {
+        self.0.set(self.0.get() + 1.0);
+        self.0.get()
+    }
+    fn sleep(&self, _: Duration) -> futures::future::LocalBoxFuture<'static, ()> {
+        Box::pin(futures::future::ready(()))
+    }
+}
+
+common::async_test! {
+    /// A peer's rest may end between the moment the driver skips it as resting and the
+    /// moment it looks for a rest to wait for: that is a rest to wait for (none left), not
+    /// "no request could be made". Rests of every length up to 60 ms meet every such gap.
+    async fn test_driver_rest_ending_mid_turn_is_not_a_dead_end() {
+        let state = fixture("sepolia-genesis");
+        let failing = MemoryPeer::new("failing", &state, Behaviour::Drop);
+        for rest_ms in 1..=60 {
+            let config = SyncConfig {
+                failure_rest: Duration::from_millis(rest_ms),
+                ..quick_config()
+            };
+            let (syncer, handle) = Syncer::new(state.root, config);
+            handle.add_peer(Rc::new(failing.sibling("failing", Behaviour::Drop)));
+            let result = syncer
+                .run(&MemoryStore::new(), &SteppingClock::default(), &mut |_| {})
+                .await;
+            assert_eq!(
+                result.unwrap_err(),
+                SyncError::NoPeers { dropped: 1 },
+                "rest of {rest_ms} ms"
+            );
+        }
+    }
+}
