@@ -560,7 +560,6 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
         self.in_flight = FuturesUnordered::new();
         for slot in &mut self.peers {
             slot.stats.in_flight = 0;
-            slot.pending.clear();
         }
     }
 

@@ -11,6 +11,8 @@
 
 use crate::hash::{keccak256, EMPTY_CODE_HASH, EMPTY_ROOT, H256};
 use crate::nodes::{decode_node, ChildRef, Node, NodeError};
+use crate::packed::bloom::Bloom;
+use crate::packed::codec::raw_key;
 use crate::state::{Account, AccountError};
 use crate::store::{Batch, ItemKey, Kind};
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -122,12 +124,12 @@ pub struct Scheduler {
     batch_keys: HashSet<ItemKey>,
     /// Keys handed to the driver for writing and not yet confirmed.
     flushing: HashSet<ItemKey>,
-    /// Whether to ask the store about ordinary trie nodes (false on a store known to hold
-    /// nothing of this state: saves a lookup per node).
-    check_nodes: bool,
-    /// With `check_nodes` off: storage-trie nodes completed by this run. Storage tries
-    /// share subtries, and a shared node written (and forgotten) already must be looked
-    /// up, not fetched again; a hit means "maybe written", so it is looked up in the store.
+    /// `None`: every trie node is looked up in the store. `Some` (a store known to hold
+    /// nothing of this state, saving a lookup per node): the storage-trie nodes completed by
+    /// this run. Storage tries share subtries, and a shared node written (and forgotten)
+    /// already must be looked up, not fetched again; a hit means "maybe written", so it is
+    /// looked up in the store. Fixed size (~250 KiB): past ~200,000 nodes more hits only
+    /// cost lookups.
     written: Option<Bloom>,
     done: bool,
     stats: SchedulerStats,
@@ -147,8 +149,7 @@ impl Scheduler {
             batch: Batch::default(),
             batch_keys: HashSet::new(),
             flushing: HashSet::new(),
-            check_nodes,
-            written: (!check_nodes).then(Bloom::new),
+            written: (!check_nodes).then(|| Bloom::with_capacity(200_000, 10)),
             done: root == EMPTY_ROOT,
             stats: SchedulerStats::default(),
         };
@@ -345,14 +346,14 @@ impl Scheduler {
             self.stats.shared_references += 1;
             return false;
         }
-        let check = self.check_nodes
-            || child.key.kind == Kind::Code
-            || child.trie_root
-            || (child.trie == Trie::Storage
-                && self
-                    .written
-                    .as_ref()
-                    .is_some_and(|b| b.may_contain(&child.key.hash)));
+        let check = match &self.written {
+            None => true,
+            Some(written) => {
+                child.key.kind == Kind::Code
+                    || child.trie_root
+                    || (child.trie == Trie::Storage && written.may_contain(&raw_key(&child.key)))
+            }
+        };
         let state = if check {
             State::Checking
         } else {
@@ -380,8 +381,8 @@ impl Scheduler {
             };
             if with_data {
                 if req.trie == Trie::Storage && key.kind == Kind::Node {
-                    if let Some(bloom) = &mut self.written {
-                        bloom.insert(&key.hash);
+                    if let Some(written) = &mut self.written {
+                        written.insert(&raw_key(&key));
                     }
                 }
                 let data = req.data.expect("completed with data");
@@ -439,42 +440,6 @@ impl Scheduler {
     /// Counters.
     pub fn stats(&self) -> SchedulerStats {
         self.stats
-    }
-}
-
-/// A fixed-size bloom filter over keccak hashes (already uniform: their bytes are the bit
-/// indices). 2^21 bits = 256 KiB, 4 probes: about 1% false hits at 200,000 entries; past
-/// that more hits only cost store lookups, never a wrong answer, and memory stays fixed.
-#[derive(Debug)]
-struct Bloom {
-    bits: Vec<u64>,
-}
-
-impl Bloom {
-    const BITS_LOG2: u32 = 21;
-
-    fn new() -> Self {
-        Bloom {
-            bits: vec![0; 1 << (Self::BITS_LOG2 - 6)],
-        }
-    }
-
-    fn probes(hash: &H256) -> impl Iterator<Item = usize> + '_ {
-        let mask = (1u32 << Self::BITS_LOG2) - 1;
-        hash.0
-            .chunks_exact(4)
-            .take(4)
-            .map(move |c| (u32::from_le_bytes([c[0], c[1], c[2], c[3]]) & mask) as usize)
-    }
-
-    fn insert(&mut self, hash: &H256) {
-        for bit in Self::probes(hash) {
-            self.bits[bit / 64] |= 1 << (bit % 64);
-        }
-    }
-
-    fn may_contain(&self, hash: &H256) -> bool {
-        Self::probes(hash).all(|bit| self.bits[bit / 64] & (1 << (bit % 64)) != 0)
     }
 }
 

@@ -238,11 +238,11 @@ pub async fn verify<S: Store>(store: &S, root: H256) -> Result<VerifyReport, Sto
 
 #[cfg(test)]
 mod tests {
-    // Under wasm the same tests run on wasm-bindgen-test (`wasm-pack test --node core`).
     use super::*;
     use crate::state::{build_state, GenesisAccount};
     use crate::store::{Batch, MemoryStore, SyncMeta};
     use futures::executor::block_on;
+    // Under wasm the same tests run on wasm-bindgen-test (`wasm-pack test --node core`).
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 

@@ -1515,14 +1515,13 @@ common::async_test! {
     /// "no request could be made". Rests of every length up to 60 ms meet every such gap.
     async fn test_driver_rest_ending_mid_turn_is_not_a_dead_end() {
         let state = fixture("sepolia-genesis");
-        let failing = MemoryPeer::new("failing", &state, Behaviour::Drop);
         for rest_ms in 1..=60 {
             let config = SyncConfig {
                 failure_rest: Duration::from_millis(rest_ms),
                 ..quick_config()
             };
             let (syncer, handle) = Syncer::new(state.root, config);
-            handle.add_peer(Rc::new(failing.sibling("failing", Behaviour::Drop)));
+            handle.add_peer(Rc::new(MemoryPeer::new("failing", &state, Behaviour::Drop)));
             let result = syncer
                 .run(&MemoryStore::new(), &SteppingClock::default(), &mut |_| {})
                 .await;

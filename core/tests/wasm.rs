@@ -10,16 +10,10 @@ use std::rc::Rc;
 use std::time::Duration;
 use triesync_core::driver::{SyncConfig, Syncer};
 use triesync_core::peer::{Clock, Peer};
-use triesync_core::state::{BuiltState, StateFixture};
 use triesync_core::store::{Kind, MemoryStore};
 use triesync_core::testing::{Behaviour, MemoryPeer};
 use triesync_core::walk;
 use wasm_bindgen_test::wasm_bindgen_test;
-
-/// A fixture state's JSON (compiled in: see `common::fixture_text`).
-fn state_json(stem: &str) -> String {
-    common::fixture_text(&format!("states/{stem}.json"))
-}
 
 /// Time that never passes: timeouts never fire, which these honest-peer runs never need.
 #[derive(Default)]
@@ -35,17 +29,10 @@ impl Clock for FrozenClock {
     }
 }
 
-fn build(text: &str) -> BuiltState {
-    let fixture = StateFixture::from_json(text).unwrap();
-    let built = fixture.build().unwrap();
-    assert_eq!(built.root, fixture.root().unwrap());
-    built
-}
-
 #[wasm_bindgen_test]
 async fn every_fixture_syncs_in_wasm() {
     for (name, ..) in common::STATES {
-        let state = build(&state_json(name));
+        let state = common::load_state(name).1;
         let store = MemoryStore::new();
         let honest = MemoryPeer::new("good", &state, Behaviour::Honest);
         let corrupt = honest.sibling("corrupt", Behaviour::Corrupt);
@@ -70,8 +57,7 @@ async fn every_fixture_syncs_in_wasm() {
 
 #[wasm_bindgen_test]
 async fn accounts_read_back_from_the_synced_store() {
-    let fixture = StateFixture::from_json(&state_json("bt-block504980")).unwrap();
-    let state = fixture.build().unwrap();
+    let (fixture, state) = common::load_state("bt-block504980");
     let store = MemoryStore::new();
     let (syncer, handle) = Syncer::new(state.root, SyncConfig::default());
     handle.add_peer(Rc::new(MemoryPeer::new("good", &state, Behaviour::Honest)));
@@ -107,7 +93,7 @@ async fn accounts_read_back_from_the_synced_store() {
 /// that fired at once would fail the elapsed-time check.
 #[wasm_bindgen_test]
 async fn test_clock_sleeps_and_times_out_under_wasm() {
-    let state = build(&state_json("sepolia-genesis"));
+    let state = common::load_state("sepolia-genesis").1;
     let clock = common::clock();
     let delay = Duration::from_millis(30);
     let slow = MemoryPeer::new(

@@ -169,9 +169,9 @@ fn child_ref<'a>(item: &Item<'a>) -> Result<ChildRef<'a>, NodeError> {
 
 #[cfg(test)]
 mod tests {
-    // Under wasm the same tests run on wasm-bindgen-test (`wasm-pack test --node core`).
     use super::*;
     use crate::nodes::{encode_branch, encode_extension, encode_leaf, NodeRef};
+    // Under wasm the same tests run on wasm-bindgen-test (`wasm-pack test --node core`).
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 

@@ -52,8 +52,8 @@ pub fn hex_prefix_decode(encoded: &[u8]) -> Result<(Vec<u8>, bool), NodeError> {
 
 #[cfg(test)]
 mod tests {
-    // Under wasm the same tests run on wasm-bindgen-test (`wasm-pack test --node core`).
     use super::*;
+    // Under wasm the same tests run on wasm-bindgen-test (`wasm-pack test --node core`).
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 

@@ -49,6 +49,15 @@ struct State {
     meta: Option<SyncMeta>,
 }
 
+impl State {
+    /// Adds a run where its `seq` puts it (after runs of the same `seq`): `runs` stays
+    /// sorted without sorting it again.
+    fn insert_run(&mut self, desc: RunDesc) {
+        let at = self.runs.partition_point(|r| r.seq <= desc.seq);
+        self.runs.insert(at, Rc::new(desc));
+    }
+}
+
 /// A small LRU of parsed pages (the top of the trie is read again and again by walks).
 struct PageCache {
     capacity: usize,
@@ -305,8 +314,7 @@ impl<B: RecordBackend> PackedStore<B> {
                 {
                     let mut state = self.state.borrow_mut();
                     state.runs.retain(|r| !gone.contains(&r.id));
-                    state.runs.push(Rc::new(desc));
-                    state.runs = by_seq(std::mem::take(&mut state.runs), |r| r.seq);
+                    state.insert_run(desc);
                     state.generation += 1;
                 }
                 self.cache.borrow_mut().forget(&old_pages);
@@ -472,8 +480,7 @@ impl<B: RecordBackend> Store for PackedStore<B> {
         {
             let mut state = self.state.borrow_mut();
             if let Some(desc) = run {
-                state.runs.push(Rc::new(desc));
-                state.runs = by_seq(std::mem::take(&mut state.runs), |r| r.seq);
+                state.insert_run(desc);
             }
             state.meta = Some(meta.clone());
             state.generation += 1;
