@@ -284,7 +284,6 @@ async function onFinished(report, verify) {
   showNotice(null);
   showVerified(verify, report);
   draw();
-  showExamples();
 }
 
 function onStopped(err, progress) {
@@ -719,7 +718,6 @@ async function boot() {
     } catch (e) {
       showError(e);
     }
-    showExamples();
   } else if (meta && meta.root === root && meta.nodes > 0) {
     setPhase('paused');
     showNotice(`${fmt.count(meta.nodes)} verified nodes of this root are stored from an earlier visit. Resume fetches only what is missing.`);
@@ -742,9 +740,6 @@ el.slotForm.addEventListener('submit', (e) => {
   e.preventDefault();
   readSlot();
 });
-el.root.addEventListener('change', () => {
-  showExamples();
-  draw();
-});
+el.root.addEventListener('change', draw);
 
 boot();

@@ -47,7 +47,8 @@ export interface StateSyncOptions {
    *  changed. */
   layout?: StorageLayout;
   /** Commit a batch to IndexedDB once it holds this many bytes (default 102400).
-   *  This and every count and time below must be at least 1 (else `INVALID_ARGUMENT`). */
+   *  This and the options below it up to `peerFailureLimit` must be at least 1 (else
+   *  `INVALID_ARGUMENT`). */
   batchBytes?: number;
   /** A request not answered in this time fails and is retried elsewhere (default 10000). */
   requestTimeoutMs?: number;
@@ -492,9 +493,9 @@ fn lock_wait_from(options: &JsValue) -> Result<Duration, Error> {
 
 /// A count or size option: absent, or at least 1 (0 would mean no progress at all, e.g. a
 /// `batchBytes` of 0 commits an empty batch on every turn of the loop).
-fn opt_positive(options: &JsValue, key: &str) -> Result<Option<f64>, Error> {
+fn opt_at_least(options: &JsValue, key: &str, min: f64) -> Result<Option<f64>, Error> {
     match opt_number(options, key)? {
-        Some(n) if n < 1.0 => Err(Error::invalid(format!("{key} must be at least 1"))),
+        Some(n) if n < min => Err(Error::invalid(format!("{key} must be at least {min}"))),
         n => Ok(n),
     }
 }
@@ -502,34 +503,31 @@ fn opt_positive(options: &JsValue, key: &str) -> Result<Option<f64>, Error> {
 fn config_from(options: &JsValue) -> Result<(SyncConfig, TransportOptions), Error> {
     let mut config = SyncConfig::default();
     let mut transport = TransportOptions::default();
-    if let Some(n) = opt_positive(options, "batchBytes")? {
+    if let Some(n) = opt_at_least(options, "batchBytes", 1.0)? {
         config.batch_bytes = n as usize;
     }
-    if let Some(ms) = opt_positive(options, "requestTimeoutMs")? {
+    if let Some(ms) = opt_at_least(options, "requestTimeoutMs", 1.0)? {
         config.request_timeout = Duration::from_millis(ms as u64);
     }
     // The transport's own deadline backs the driver's up, a little later.
     transport.timeout = config.request_timeout + Duration::from_millis(500);
-    if let Some(n) = opt_positive(options, "maxInFlightPerPeer")? {
+    if let Some(n) = opt_at_least(options, "maxInFlightPerPeer", 1.0)? {
         config.max_in_flight_per_peer = n as usize;
     }
-    if let Some(n) = opt_positive(options, "maxRequestItems")? {
+    if let Some(n) = opt_at_least(options, "maxRequestItems", 1.0)? {
         // Above the protocol's maximum: the maximum.
         config.max_request_items = (n as usize).min(384);
         config.initial_request_items = config.initial_request_items.min(config.max_request_items);
     }
-    if let Some(n) = opt_positive(options, "peerFailureLimit")? {
+    if let Some(n) = opt_at_least(options, "peerFailureLimit", 1.0)? {
         config.peer_failure_limit = n as u32;
     }
     // No rest (0) is a valid choice, unlike the counts and sizes above; `as` saturates.
     if let Some(ms) = opt_number(options, "failureRestMs")? {
         config.failure_rest = Duration::from_millis(ms as u64);
     }
-    if let Some(n) = opt_positive(options, "maxResponseBytes")? {
-        // Smaller than the smallest useful answer (one blob and its framing): refused.
-        if n < 1024.0 {
-            return Err(Error::invalid("maxResponseBytes must be at least 1024"));
-        }
+    // Smaller than the smallest useful answer (one blob and its framing): refused.
+    if let Some(n) = opt_at_least(options, "maxResponseBytes", 1024.0)? {
         transport.max_response_bytes = n as usize;
     }
     Ok((config, transport))
@@ -853,12 +851,6 @@ impl StateDb {
         let store = self.store.clone();
         promise(async move {
             let (nodes, codes) = store.counts().await?;
-            // As serde-wasm-bindgen's json_compatible serializer made it from a JSON map
-            // (keys in order; null for an integer past 2^53 - 1), without its code.
-            const MAX_SAFE: u64 = (1 << 53) - 1;
-            if nodes > MAX_SAFE || codes > MAX_SAFE {
-                return Ok(JsValue::NULL);
-            }
             let o = Object::new();
             let _ = Reflect::set(&o, &"codes".into(), &JsValue::from_f64(codes as f64));
             let _ = Reflect::set(&o, &"nodes".into(), &JsValue::from_f64(nodes as f64));

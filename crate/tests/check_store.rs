@@ -28,21 +28,18 @@ fn state() -> BuiltState {
     let codes: Vec<Vec<u8>> = (0..3u8).map(|i| vec![0x60, i, 0x60, 0x00, 0x55]).collect();
     build_state((0..300u32).map(|i| {
         let mut a = GenesisAccount {
+            address: address(i),
             nonce: u64::from(i),
             ..Default::default()
         };
-        a.address[..4].copy_from_slice(&i.to_be_bytes());
         a.balance[31] = 1 + (i % 200) as u8;
         if i % 10 == 0 {
             a.code = codes[(i / 10) as usize % 3].clone();
             a.storage = (0..20u8)
                 .map(|s| {
-                    let mut k = [0u8; 32];
-                    k[31] = s;
-                    k[0] = i as u8;
                     let mut v = [0u8; 32];
                     v[31] = s + 1;
-                    (k, v)
+                    (slot(i, s), v)
                 })
                 .collect();
         }
@@ -284,7 +281,7 @@ async fn packed_pages_missing_or_unreadable_are_damaged() {
     Db::delete(name).await.unwrap();
 }
 
-/// `index` in the state as an address and a contract's slot `s`, as `state()` made them.
+/// Account `index`'s address in `state()`, and its slot `s` if it is a contract.
 fn address(index: u32) -> [u8; 20] {
     let mut a = [0u8; 20];
     a[..4].copy_from_slice(&index.to_be_bytes());

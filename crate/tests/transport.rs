@@ -147,6 +147,25 @@ async fn websocket_reconnects_after_close() {
     assert_eq!(peer.pending(), 0);
 }
 
+/// `close()` (the driver calls it on a removed or dropped peer) ends the socket for good:
+/// nothing stays pending and a later request fails at once instead of reconnecting.
+#[wasm_bindgen_test]
+async fn websocket_close_is_for_good() {
+    let fx = Fixture::load(BT_JSON);
+    let peer = WsPeer::new(&spec(&ws(bt_peer()), None), options(5000));
+    let root = ItemKey::node(fx.built.root);
+    assert_eq!(peer.fetch(vec![root]).await.unwrap().len(), 1);
+    assert!(peer.connected());
+    peer.close();
+    assert!(!peer.connected());
+    assert_eq!(peer.pending(), 0);
+    assert!(matches!(
+        peer.fetch(vec![root]).await,
+        Err(PeerError::Connection(_))
+    ));
+    assert!(!peer.connected(), "no reconnect after close");
+}
+
 /// A peer that never answers: every transport fails with `Timeout` at its deadline, and a
 /// request dropped early is forgotten.
 #[wasm_bindgen_test]

@@ -350,16 +350,13 @@ pub(crate) async fn handle(
     // that would be answered gets `response too large`.
     let mut counted = 0usize;
     for entry in entries {
-        if batch && counted > MAX_BATCH_RESPONSE {
-            if let Entry::Get { id, .. } = &entry {
-                answers.push((Some(id.clone()), Err((-32003, "response too large".into()))));
-            } else if let Entry::Error { raw_id, .. } = entry {
-                answers.push((raw_id, Err((-32003, "response too large".into()))));
-            }
-            continue;
-        }
+        // A single message is checked while nothing is counted yet: it is never too large.
+        let too_large = counted > MAX_BATCH_RESPONSE;
+        let too_large_answer = || Err((-32003, "response too large".into()));
         match entry {
             Entry::Silent => {}
+            Entry::Get { id, .. } if too_large => answers.push((Some(id), too_large_answer())),
+            Entry::Error { raw_id, .. } if too_large => answers.push((raw_id, too_large_answer())),
             Entry::Error {
                 id, code, message, ..
             } => answers.push((id, Err((code, message)))),
@@ -384,7 +381,8 @@ pub(crate) async fn handle(
     // The body's share is given back first: waiting for more while holding it could leave
     // two posts each waiting for the other's memory.
     drop(held);
-    let permit = app.reserve(estimate).await;
+    // Twice: the answers and the batch text joined from them are alive at once.
+    let permit = app.reserve(2 * estimate).await;
     let mut out = Vec::with_capacity(answers.len());
     let (mut found, mut bytes) = (0usize, 0usize);
     for (id, outcome) in answers {
@@ -422,7 +420,20 @@ pub(crate) async fn handle(
     );
     let body = match (batch, out.len()) {
         (_, 0) => String::new(),
-        (true, _) => format!("[{}]", out.join(",")),
+        (true, _) => {
+            // One copy: the answers straight into the batch text.
+            let mut text =
+                String::with_capacity(out.iter().map(|a| a.len() + 1).sum::<usize>() + 1);
+            text.push('[');
+            for (i, answer) in out.iter().enumerate() {
+                if i > 0 {
+                    text.push(',');
+                }
+                text.push_str(answer);
+            }
+            text.push(']');
+            text
+        }
         (false, _) => out.pop().expect("one answer"),
     };
     let body = app.budgeted(body.into_bytes(), permit);

@@ -12,7 +12,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT_DIR, launchBrowser, loadFixture, startPeer, startStatic } from './helpers.mjs';
+import { ROOT_DIR, launchBrowser, loadFixture, startPeer, startStatic, until } from './helpers.mjs';
 
 const PKG = path.join(ROOT_DIR, 'pkg');
 const fixture = loadFixture();
@@ -283,19 +283,13 @@ test('the Vite dev server serves it with no optimizeDeps setting, and a worker s
   let out = '';
   vite.stdout.on('data', (d) => (out += d));
   vite.stderr.on('data', (d) => (out += d));
-  const deadline = Date.now() + 30000;
-  const url = await new Promise((resolve, reject) => {
-    const timer = setInterval(() => {
-      const m = /(http:\/\/127\.0\.0\.1:\d+\/)/.exec(out.replace(/\x1b\[[0-9;]*m/g, ''));
-      if (m) {
-        clearInterval(timer);
-        resolve(m[1]);
-      } else if (vite.exitCode !== null || Date.now() > deadline) {
-        clearInterval(timer);
-        reject(new Error(`vite dev printed no URL: ${out}`));
-      }
-    }, 50);
-  });
+  const url = await until(
+    () => {
+      if (vite.exitCode !== null) throw new Error(`vite dev exited: ${out}`);
+      return /(http:\/\/127\.0\.0\.1:\d+\/)/.exec(out.replace(/\x1b\[[0-9;]*m/g, ''))?.[1];
+    },
+    { what: 'the vite dev URL', timeoutMs: 30000 },
+  );
   assert.doesNotMatch(fs.readFileSync(path.join(project, 'vite.config.js'), 'utf8'), /optimizeDeps/);
   checkResult(await runPage(url));
 });

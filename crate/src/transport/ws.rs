@@ -155,11 +155,7 @@ impl WsPeer {
 
 impl Drop for WsPeer {
     fn drop(&mut self) {
-        let socket = self
-            .conn
-            .borrow_mut()
-            .fail_all(PeerError::Connection("peer closed".into()));
-        drop(socket);
+        Peer::close(self);
     }
 }
 
