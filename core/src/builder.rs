@@ -80,10 +80,10 @@ fn store_ref(encoded: Vec<u8>, nodes: &mut NodeMap) -> NodeRef {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     // Under wasm the same tests run on wasm-bindgen-test (`wasm-pack test --node core`).
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-    use super::*;
 
     #[test]
     fn empty_and_single_pair() {

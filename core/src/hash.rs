@@ -68,10 +68,10 @@ pub const EMPTY_CODE_HASH: H256 = H256([
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     // Under wasm the same tests run on wasm-bindgen-test (`wasm-pack test --node core`).
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-    use super::*;
 
     #[test]
     fn empty_constants_match_keccak() {

@@ -140,10 +140,10 @@ fn long_length(buf: &[u8], n: usize) -> Result<usize, RlpError> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     // Under wasm the same tests run on wasm-bindgen-test (`wasm-pack test --node core`).
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-    use super::*;
 
     #[test]
     fn accepts_canonical_and_refuses_each_flaw() {

@@ -56,10 +56,10 @@ impl SplitMix64 {
 
 #[cfg(test)]
 mod tests {
+    use super::SplitMix64;
     // Under wasm the same tests run on wasm-bindgen-test (`wasm-pack test --node core`).
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-    use super::SplitMix64;
 
     #[test]
     fn known_sequence() {

@@ -317,10 +317,10 @@ pub fn is_empty_root(root: &H256) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     // Under wasm the same tests run on wasm-bindgen-test (`wasm-pack test --node core`).
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-    use super::*;
 
     #[test]
     fn account_roundtrip() {

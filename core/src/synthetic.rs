@@ -77,10 +77,10 @@ pub fn build_synthetic(spec: &SyntheticSpec) -> BuiltState {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     // Under wasm the same tests run on wasm-bindgen-test (`wasm-pack test --node core`).
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-    use super::*;
 
     #[test]
     fn same_seed_same_root_other_seed_other_root() {

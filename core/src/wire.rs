@@ -252,11 +252,11 @@ pub fn decode_rpc_batch(body: &str, asked: usize) -> Result<Vec<Vec<u8>>, WireEr
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::keccak256;
     // Under wasm the same tests run on wasm-bindgen-test (`wasm-pack test --node core`).
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-    use super::*;
-    use crate::keccak256;
 
     #[test]
     fn request_and_answer_roundtrip() {

@@ -280,21 +280,48 @@ async fn hostile_peers_next_to_a_good_one() {
         num(&report, "rejected")
     ));
     assert!(bad > 0.0, "the faults were exercised");
-    // Each hostile peer was caught at its faults; the good one never was.
-    for s in stats.iter() {
-        let id = field(&s, "id").as_string().unwrap();
-        let penalties = num(&s, "rejected") + num(&s, "failures") + num(&s, "timeouts");
-        if id == genesis_peer() {
-            // (A timeout of a loaded machine is no fault of the peer's: not asserted.)
-            assert!(field(&s, "dropped").is_null(), "good peer dropped: {s:?}");
-            assert_eq!(num(&s, "rejected"), 0.0, "good peer's data rejected: {s:?}");
-            assert!(num(&s, "items") > 0.0);
-        } else {
-            assert!(
-                penalties > 0.0 || !field(&s, "dropped").is_null(),
-                "hostile peer {id} went unpunished: {s:?}"
-            );
-        }
+    // The good peer was never caught at a fault.
+    let good = stats
+        .iter()
+        .find(|s| field(s, "id").as_string().unwrap() == genesis_peer())
+        .expect("the good peer's stats");
+    // (A timeout of a loaded machine is no fault of the peer's: not asserted.)
+    assert!(
+        field(&good, "dropped").is_null(),
+        "good peer dropped: {good:?}"
+    );
+    assert_eq!(
+        num(&good, "rejected"),
+        0.0,
+        "good peer's data rejected: {good:?}"
+    );
+    assert!(num(&good, "items") > 0.0);
+    // The servers whose faults hit single blobs (corrupt, unrequested, omitted; hundreds of
+    // blobs each) were caught at them, over whichever protocols reached them. The stalling
+    // server's faults are per request, and a stall only counts once it times out, which a
+    // fast sync can outrun: per-request faults are checked where every request faults
+    // (the transport tests and the useless peers).
+    for server in &hostile_peers()[..2] {
+        let host = server.split_once("://").unwrap().1;
+        let seen: Vec<JsValue> = stats
+            .iter()
+            .filter(|s| {
+                field(s, "id")
+                    .as_string()
+                    .unwrap()
+                    .ends_with(&format!("://{host}"))
+            })
+            .collect();
+        assert_eq!(seen.len(), 2, "two peers of {server}");
+        let caught: f64 = seen
+            .iter()
+            .map(|s| num(s, "rejected") + num(s, "omitted") + num(s, "failures"))
+            .sum();
+        let dropped = seen.iter().any(|s| !field(s, "dropped").is_null());
+        assert!(
+            caught > 0.0 || dropped,
+            "hostile server {server} went unpunished: {seen:?}"
+        );
     }
     assert_synced_then_delete(name, &fx, false).await;
 }

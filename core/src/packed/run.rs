@@ -231,10 +231,10 @@ impl<'a> RunWriter<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::by_seq;
     // Under wasm the same tests run on wasm-bindgen-test (`wasm-pack test --node core`).
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-    use super::by_seq;
 
     #[test]
     fn by_seq_is_a_stable_sort_by_seq() {

@@ -86,8 +86,9 @@ pub fn bt_peer() -> &'static str {
     env("TRIESYNC_PEER_BT", option_env!("TRIESYNC_PEER_BT"))
 }
 
-/// Peers serving mainnet genesis with faults (corrupt, omitted, unrequested, garbage,
-/// stalls, closes, errors): each still delivers some good data.
+/// Peers serving mainnet genesis with faults, each still delivering some good data, in
+/// this order: corrupt (corrupt, unrequested and extra blobs), flaky (omitted blobs, 500s,
+/// HTML errors, garbage), stalling (stalls, closes, delays).
 pub fn hostile_peers() -> Vec<&'static str> {
     env(
         "TRIESYNC_PEER_HOSTILE",
