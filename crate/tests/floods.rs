@@ -212,9 +212,11 @@ async fn syncs_complete_next_to_flooding_peers() {
                 0.0,
                 "{kind}: {id} delivered through its flood"
             );
+            // (A 100 MB WebSocket message can outlast the request timeout on a loaded
+            // machine before its size is seen: a timeout is a refusal too.)
             if num(&s, "requests") > 0.0 {
                 assert!(
-                    num(&s, "failures") + num(&s, "rejected") > 0.0,
+                    num(&s, "failures") + num(&s, "rejected") + num(&s, "timeouts") > 0.0,
                     "{kind}: {id} was not refused"
                 );
             }

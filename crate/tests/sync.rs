@@ -265,7 +265,9 @@ async fn hostile_peers_next_to_a_good_one() {
     }
     peers.push(genesis_peer().into());
     delete_db(name).await;
-    let opts = options(&fx.root, peers, name, &[("requestTimeoutMs", 2000.into())]);
+    // 5 s: a stall ends then anyway (the stalling server's --stall-max-ms), and the good
+    // peer has room on a loaded machine.
+    let opts = options(&fx.root, peers, name, &[("requestTimeoutMs", 5000.into())]);
     let report = run(opts)
         .await
         .unwrap_or_else(|e| panic!("hostile sync failed: {e:?}"));
@@ -280,20 +282,22 @@ async fn hostile_peers_next_to_a_good_one() {
         num(&report, "rejected")
     ));
     assert!(bad > 0.0, "the faults were exercised");
-    // The good peer was never caught at a fault.
+    // The good peer was never caught at a fault. (A timeout of a loaded machine is no
+    // fault of the peer's: allowed, and the only reason it may have been dropped.)
     let good = stats
         .iter()
         .find(|s| field(s, "id").as_string().unwrap() == genesis_peer())
         .expect("the good peer's stats");
-    // (A timeout of a loaded machine is no fault of the peer's: not asserted.)
-    assert!(
-        field(&good, "dropped").is_null(),
-        "good peer dropped: {good:?}"
-    );
     assert_eq!(
         num(&good, "rejected"),
         0.0,
         "good peer's data rejected: {good:?}"
+    );
+    assert_eq!(num(&good, "failures"), 0.0, "good peer failed: {good:?}");
+    let dropped = field(&good, "dropped");
+    assert!(
+        dropped.is_null() || num(&good, "timeouts") > 0.0,
+        "good peer dropped: {good:?}"
     );
     assert!(num(&good, "items") > 0.0);
     // The servers whose faults hit single blobs (corrupt, unrequested, omitted; hundreds of
@@ -365,16 +369,16 @@ async fn only_useless_peers_fail_typed_and_bounded() {
     delete_db(name).await;
 }
 
-/// Only hostile peers that deliver some good data before their faults get them dropped (at
-/// the first fault, small batches): a typed error in bounded time, and what was committed
-/// is sound: every stored item hashes to its key and has its whole subtree, nothing under
-/// the root is corrupt, the rest is missing.
+/// Only hostile peers left (the good one is removed at the first commit, so that something
+/// is committed whatever the faults' luck), each dropped at its first fault, small batches:
+/// a typed error in bounded time, and what was committed, by whichever peer, is sound: every stored item hashes to its key and has its whole subtree,
+/// nothing under the root is corrupt, the rest is missing.
 #[wasm_bindgen_test]
 async fn only_hostile_peers_leave_a_sound_partial_database() {
     let fx = Fixture::load(GENESIS_JSON);
     let name = "ts-only-hostile";
     delete_db(name).await;
-    let mut peers: Vec<JsValue> = Vec::new();
+    let mut peers: Vec<JsValue> = vec![genesis_peer().into()];
     for url in hostile_peers() {
         peers.push(url.into());
         peers.push(ws(url).into());
@@ -391,7 +395,12 @@ async fn only_hostile_peers_leave_a_sound_partial_database() {
             ("batchBytes", 10_000.into()),
         ],
     );
-    let err = run(opts).await.unwrap_err();
+    let (sync, _) = sync_with_hook(opts, |calls, s| {
+        if calls == 1 {
+            s.remove_peer(genesis_peer().into()).unwrap();
+        }
+    });
+    let err = wait(sync.run()).await.unwrap_err();
     let seconds = (triesync::clock::now_ms() - started) / 1000.0;
     let code = code(&err);
     log(&format!("only hostile peers: {code} after {seconds:.1}s"));
@@ -467,12 +476,16 @@ async fn add_and_remove_peers_while_running() {
     assert!(field(&good, "dropped").is_null());
     assert_synced_then_delete(name, &fx, false).await;
 
-    // The only peer removed at the first commit: NO_PEERS, without waiting for anything.
+    // The only peer removed at the first commit: NO_PEERS, without waiting for anything
+    // (its requests are abandoned, not waited out: the timeout is far above the bound).
     let opts = options(
         &fx.root,
         vec![ws(slow_peer()).into()],
         name,
-        &[("batchBytes", 20_000.into())],
+        &[
+            ("batchBytes", 20_000.into()),
+            ("requestTimeoutMs", 20_000.into()),
+        ],
     );
     let removed_at = Rc::new(Cell::new(None::<f64>));
     let r = removed_at.clone();
@@ -485,7 +498,7 @@ async fn add_and_remove_peers_while_running() {
     let err = wait(sync.run()).await.unwrap_err();
     let after = triesync::clock::now_ms() - removed_at.get().expect("a commit happened");
     assert_eq!(code(&err), "NO_PEERS", "{err:?}");
-    assert!(after < 2000.0, "NO_PEERS {after} ms after the removal");
+    assert!(after < 5000.0, "NO_PEERS {after} ms after the removal");
     let last = field(&err, "progress");
     assert_eq!(field(&last, "complete"), JsValue::FALSE);
     delete_db(name).await;
