@@ -31,11 +31,12 @@ window.__triesyncTestHooks = {
   writeIssued: (info) => report('writeIssued', info),
   writeDone: (info) => report('writeDone', info),
 };
-// Starts a sync without waiting for it: window.sync holds its state.
+// Starts a sync without waiting for it: window.sync holds its state. Each progress entry
+// has the wall-clock time of its report (at: one clock for every tab).
 window.startSync = (options) => {
   const s = { progress: [], result: null };
   window.sync = s;
-  const sync = new triesync.StateSync({ ...options, onProgress: (p) => { s.last = p; s.progress.push({ nodes: p.nodes, codes: p.codes, storage: p.storage }); } });
+  const sync = new triesync.StateSync({ ...options, onProgress: (p) => { s.last = p; s.progress.push({ nodes: p.nodes, codes: p.codes, storage: p.storage, at: Date.now() }); } });
   s.handle = sync;
   s.started = performance.now();
   s.done = sync.run().then(
