@@ -213,7 +213,8 @@ pub fn encode_rpc_batch(keys: &[(H256, bool)]) -> String {
 }
 
 /// Reads the answer to [`encode_rpc_batch`] of `asked` calls: the values of the calls that
-/// succeeded (absent keys are JSON-RPC errors and are skipped), in any order.
+/// succeeded (absent keys are JSON-RPC errors or null results and are skipped), in any
+/// order.
 pub fn decode_rpc_batch(body: &str, asked: usize) -> Result<Vec<Vec<u8>>, WireError> {
     let value: serde_json::Value =
         serde_json::from_str(body).map_err(|e| WireError::Json(e.to_string()))?;
@@ -236,7 +237,8 @@ pub fn decode_rpc_batch(body: &str, asked: usize) -> Result<Vec<Vec<u8>>, WireEr
     }
     let mut out = Vec::with_capacity(answers.len());
     for a in answers {
-        let Some(result) = a.get("result") else {
+        // No result (an error) or a null one (how some servers say "absent"): not had.
+        let Some(result) = a.get("result").filter(|r| !r.is_null()) else {
             continue;
         };
         let text = result
@@ -331,6 +333,9 @@ mod tests {
         assert!(body.contains(&format!("0x63{}", hex::encode(h.0))));
         let answer = r#"[{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"not found"}},{"jsonrpc":"2.0","id":0,"result":"0xc0"}]"#;
         assert_eq!(decode_rpc_batch(answer, 2).unwrap(), vec![vec![0xc0]]);
+        let null = r#"[{"jsonrpc":"2.0","id":1,"result":null},{"jsonrpc":"2.0","id":0,"result":"0xc0"}]"#;
+        assert_eq!(decode_rpc_batch(null, 2).unwrap(), vec![vec![0xc0]]);
+        assert!(decode_rpc_batch(r#"[{"result":7}]"#, 2).is_err());
         assert!(decode_rpc_batch("<html>", 2).is_err());
         assert!(decode_rpc_batch(r#"[{"result":"zz"}]"#, 2).is_err());
         assert!(decode_rpc_batch(
