@@ -242,7 +242,14 @@ struct PeerSlot {
     pending: HashMap<u64, AbortHandle>,
     /// Not asked until this time (ms) after a failure.
     rest_until: f64,
+    /// Its answer time for almost nothing (ms): the fastest answer to a request of at most
+    /// [`PROBE_ITEMS`] items; infinite until one came.
+    latency: f64,
 }
+
+/// A request this small measures a peer's latency rather than its rate; a peer's first
+/// requests are this small until one is answered.
+const PROBE_ITEMS: usize = 16;
 
 impl PeerSlot {
     fn usable(&self) -> bool {
@@ -526,6 +533,7 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
                     bad_answers: 0,
                     pending: HashMap::new(),
                     rest_until: 0.0,
+                    latency: f64::INFINITY,
                 });
             }
             Command::RemovePeer(id) => {
@@ -604,7 +612,11 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
                 continue;
             }
             while (self.peers[idx].stats.in_flight as usize) < self.config.max_in_flight_per_peer {
-                let want = self.peers[idx].capacity.round().max(1.0) as usize;
+                let slot = &self.peers[idx];
+                let mut want = slot.capacity.round().max(1.0) as usize;
+                if slot.latency.is_infinite() {
+                    want = want.min(PROBE_ITEMS);
+                }
                 let popped = self.sched.missing(want);
                 if popped.is_empty() {
                     break;
@@ -777,7 +789,11 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
         let limit = self.config.peer_failure_limit;
         let max_items = self.config.max_request_items as f64;
         let target = self.config.target_rtt.as_secs_f64() * 1000.0;
+        let timeout = self.config.request_timeout.as_secs_f64() * 1000.0;
         let slot = &mut self.peers[idx];
+        if keys.len() <= PROBE_ITEMS {
+            slot.latency = slot.latency.min(elapsed);
+        }
         slot.stats.items += items;
         slot.stats.bytes += bytes;
         slot.stats.rejected += rejected;
@@ -785,9 +801,12 @@ impl<'a, S: Store + 'a, C: Clock> Run<'a, S, C> {
         slot.failures_in_row = 0;
         // Tune the request size to what the peer delivers in the target time (geth's
         // msgrate idea), moving a quarter of the way each answer so one slow answer does
-        // not swing it.
+        // not swing it. A peer whose latency alone nears the target gets twice its latency
+        // (at most a quarter of the timeout): else each answer, slow for its latency and
+        // not its size, would shrink the next request, down to one item.
+        let horizon = target.max((2.0 * slot.latency).min(timeout / 4.0));
         let rate = items as f64 / elapsed;
-        let ideal = (rate * target).clamp(1.0, max_items);
+        let ideal = (rate * horizon).clamp(1.0, max_items);
         slot.capacity = (slot.capacity * 0.75 + ideal * 0.25).clamp(1.0, max_items);
         slot.stats.capacity = slot.capacity.round() as u32;
         if rejected > 0 {

@@ -148,8 +148,10 @@ pub enum Behaviour {
     Unrequested(Vec<Vec<u8>>),
     /// Repeats every blob this many times.
     Duplicate(usize),
-    /// Answers after this delay.
+    /// Answers after this delay (a peer limited by its latency).
     Delay(Duration, Rc<dyn Clock>),
+    /// Answers after this delay per item asked (a peer limited by its bandwidth).
+    DelayPerItem(Duration, Rc<dyn Clock>),
 }
 
 /// Serves a built state from memory and counts what it was asked for.
@@ -259,15 +261,23 @@ impl Peer for MemoryPeer {
                     .flat_map(|b| std::iter::repeat_n(b.clone(), *times))
                     .collect();
             }
-            Behaviour::Delay(d, clock) => {
-                let sleep = clock.sleep(*d);
-                return async move {
-                    sleep.await;
-                    Ok(blobs)
-                }
-                .boxed_local();
+            Behaviour::Delay(d, clock) => return after(clock.sleep(*d), blobs),
+            Behaviour::DelayPerItem(d, clock) => {
+                return after(clock.sleep(*d * keys.len() as u32), blobs)
             }
         }
         future::ready(Ok(blobs)).boxed_local()
     }
+}
+
+/// `blobs`, answered once `sleep` ends.
+fn after(
+    sleep: LocalBoxFuture<'static, ()>,
+    blobs: Vec<Vec<u8>>,
+) -> LocalBoxFuture<'static, Result<Vec<Vec<u8>>, PeerError>> {
+    async move {
+        sleep.await;
+        Ok(blobs)
+    }
+    .boxed_local()
 }

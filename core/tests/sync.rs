@@ -1101,6 +1101,46 @@ fn test_driver_wait_split_between_peers_and_the_write() {
     assert!(t.peer_wait_ms >= clock.now_ms() - 2.0 * 5.0, "{t:?}");
 }
 
+/// A peer whose every answer takes three times the target however little it holds (a far
+/// peer): its requests grow to the most allowed, as larger requests cost it nothing,
+/// instead of shrinking with every slow answer down to one item (which took 12,087
+/// requests and half an hour of virtual time). On virtual time: exact on any machine.
+#[test]
+fn test_driver_far_peer_gets_large_requests() {
+    let state = fixture("mainnet-genesis");
+    let config = SyncConfig {
+        target_rtt: Duration::from_millis(100),
+        ..SyncConfig::default()
+    };
+    let clock = VirtualClock::default();
+    let peer_clock: Rc<dyn triesync_core::peer::Clock> = Rc::new(clock.clone());
+    let peer = MemoryPeer::new(
+        "far",
+        &state,
+        Behaviour::Delay(Duration::from_millis(300), peer_clock),
+    );
+    let store = MemoryStore::new();
+    let (syncer, handle) = Syncer::new(state.root, config.clone());
+    handle.add_peer(Rc::new(peer));
+    let mut peak = 0;
+    let report = run_virtual(
+        &clock,
+        syncer.run(&store, &clock, &mut |p| {
+            peak = peak.max(p.peers[0].capacity)
+        }),
+    )
+    .unwrap();
+    assert!(report.complete);
+    assert_exact(&store, &state);
+    let far = &report.peers[0];
+    use triesync_core::peer::Clock as _;
+    let seconds = clock.now_ms() / 1000.0;
+    eprintln!("far {far:?}, peak {peak}, {seconds} s");
+    assert_eq!(peak as usize, config.max_request_items, "{far:?}");
+    // At most 2 × 384 items each 300 ms: 12,356 nodes take 5 s and some, plus the ramp.
+    assert!(seconds < 15.0, "{seconds} s, {} requests", far.requests);
+}
+
 /// Answers each request with the blobs of its previous request: valid data, always late.
 struct Lagging {
     inner: MemoryPeer,
@@ -1283,8 +1323,9 @@ common::async_test! {
 }
 
 common::async_test! {
-    /// Request sizes follow each peer's measured rate: a peer answering in twice the target
-    /// time is asked for less than at first, a fast one for more.
+    /// Request sizes follow each peer's measured rate: a peer limited by its bandwidth (a
+    /// delay per item) is asked for less than at first, one whose answers take a fixed
+    /// time under the target for more.
     async fn test_driver_request_size_adapts_to_each_peer() {
         let state = fixture("mainnet-genesis");
         let store = MemoryStore::new();
@@ -1294,7 +1335,7 @@ common::async_test! {
             &state,
             Behaviour::Delay(Duration::from_millis(20), clock.clone()),
         );
-        let slow = fast.sibling("slow", Behaviour::Delay(Duration::from_millis(100), clock));
+        let slow = fast.sibling("slow", Behaviour::DelayPerItem(Duration::from_millis(2), clock));
         let config = SyncConfig {
             target_rtt: Duration::from_millis(50),
             ..SyncConfig::default()
