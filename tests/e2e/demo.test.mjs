@@ -81,9 +81,9 @@ async function waitPhase(page, wanted, timeout = 60000) {
 }
 
 /** Starts a slow peer (every answer delayed `delayMs`, so that a sync is still running
- *  while a test acts on it: the whole sync takes about 7 s at 250 ms, 16 s at 400 ms; not
- *  much more, as answers slower than the sync's target answer time (500 ms) make it shrink
- *  its requests and crawl) and a browser, both closed after test `t`; opens the page on
+ *  while a test acts on it: the trie's depth, not its size, sets the round trips, about 48
+ *  in two lanes, so the whole sync takes about 7 s at 250 ms, 11 s at 400 ms and 16 s at
+ *  600 ms) and a browser, both closed after test `t`; opens the page on
  *  `database`, starts the sync, waits until it is syncing and, if `nodes` is given, until
  *  that many nodes are stored. */
 async function startSlowSync(t, database, nodes, { delayMs = 250 } = {}) {
@@ -241,9 +241,9 @@ test('the demo syncs mainnet genesis over HTTP, WebSocket and JSON-RPC, verifies
 
 test('a reload mid-sync resumes, pause survives a reload, and only the missing nodes are fetched', async (t) => {
   // A slow peer so that the sync is still running when we reload, once a few thousand
-  // nodes are stored, and after the resume until the pause: at 400 ms the first run has
-  // about 8 s left at 2000 nodes, room for the screenshot and reload on a loaded machine.
-  const { page } = await startSlowSync(t, 'e2e-resume', 2000, { delayMs: 400 });
+  // nodes are stored, and after the resume until the pause: at 600 ms the first run has
+  // about 10 s left at 2000 nodes, room for the screenshot and reload on a loaded machine.
+  const { page } = await startSlowSync(t, 'e2e-resume', 2000, { delayMs: 600 });
   const firstRun = await page.evaluate(() => window.triesyncDemo.progress);
   assert.equal(firstRun.complete, false, 'the sync finished before the reload: slow the peer down');
   // The stats while syncing: a speed, a time left (from the peer's claimed size), a busy peer.
@@ -283,7 +283,7 @@ test('a reload mid-sync resumes, pause survives a reload, and only the missing n
   assert.equal(await phase(page), 'paused');
   assert.equal(await page.textContent('#start'), 'Resume sync');
   await page.click('#start');
-  // Most of the slow sync is left: far longer than its 10 s or so on a loaded machine.
+  // Most of the slow sync is left: far longer than its 15 s or so on a loaded machine.
   await waitPhase(page, ['complete'], 180000);
 
   const last = await page.evaluate(() => ({ base: window.triesyncDemo.base, report: window.triesyncDemo.reports.at(-1), verify: window.triesyncDemo.verify }));
@@ -336,9 +336,9 @@ test('errors are shown clearly: a peer that is down, a malformed root', async (t
 });
 
 test('a second tab syncing into the same database is told that the first one holds it', async (t) => {
-  // The first tab's sync must outlast loading the second page: 400 ms makes it about 16 s
+  // The first tab's sync must outlast loading the second page: 600 ms makes it about 16 s
   // (the test pauses it, never waits for its end).
-  const { peer, b, page: first } = await startSlowSync(t, 'e2e-locked', undefined, { delayMs: 400 });
+  const { peer, b, page: first } = await startSlowSync(t, 'e2e-locked', undefined, { delayMs: 600 });
 
   const second = await b.context.newPage();
   await second.goto(pageUrl([peer.url], 'e2e-locked'));

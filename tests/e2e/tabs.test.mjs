@@ -51,9 +51,8 @@ const fetched = (report) => report.peers.reduce((n, p) => n + p.items, 0);
 
 test('two tabs on one database: the second waits for the lock (lockTimeoutMs) or gets LOCKED; batches never interleave', async (t) => {
   // With the packed layout the writes hardly slow a sync down, so the peer's delay sets its
-  // length: about 4 s for A in step 1 (B queues behind it at once), about 17 s in step 2,
+  // length: about 4 s for A in step 1 (B queues behind it at once), about 21 s in step 2,
   // where A must outlast B's three attempts (about 1.5 s, far longer on a loaded machine).
-  // Not slower: answers near the sync's target answer time (500 ms) shrink its requests.
   const [big, slow, small] = await Promise.all([
     startSyntheticPeer(['--synthetic', '20k', '--delay-ms', '120']),
     startSyntheticPeer(['--synthetic', '20k', '--delay-ms', '400']),
