@@ -565,6 +565,40 @@ mod tests {
         }
     }
 
+    /// `--truncate` is drawn after every whole-request decision: turning it on changes no
+    /// stall, close, error or unrequested decision of the same seed.
+    #[test]
+    fn truncate_does_not_shift_request_faults() {
+        let cfg = FaultConfig {
+            stall: 0.2,
+            close: 0.2,
+            error500: 0.2,
+            garbage: 0.2,
+            unrequested: 0.5,
+            ..Default::default()
+        };
+        let truncating = FaultConfig {
+            truncate: 0.5,
+            ..cfg.clone()
+        };
+        let mut truncated = 0;
+        for s in 0..200 {
+            let a = Plan::draw(&cfg, s, Transport::Http);
+            let b = Plan::draw(&truncating, s, Transport::Http);
+            assert_eq!(
+                (a.fault, a.unrequested),
+                (b.fault, b.unrequested),
+                "seed {s}"
+            );
+            assert!(!a.truncate);
+            truncated += usize::from(b.truncate);
+        }
+        assert!(
+            (50..150).contains(&truncated),
+            "{truncated} of 200 truncated"
+        );
+    }
+
     #[test]
     fn flood_options_do_not_change_other_sequences() {
         let cfg = FaultConfig {

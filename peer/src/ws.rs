@@ -324,14 +324,15 @@ async fn answer(
     out
 }
 
-async fn close<S>(app: &App, ws: &mut WebSocketStream<S>, code: u16, reason: &str)
+/// Logs and sends a close frame, its reason cut to the 123 bytes a frame holds; false if
+/// the socket is already gone.
+async fn send_close<S>(app: &App, ws: &mut WebSocketStream<S>, code: u16, reason: &str) -> bool
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     app.log(LogLevel::Debug, || {
         format!("websocket closed with {code}: {reason}")
     });
-    // A close reason is at most 123 bytes.
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
         end -= 1;
@@ -340,7 +341,14 @@ where
         code: CloseCode::from(code),
         reason: reason[..end].to_string().into(),
     };
-    if ws.close(Some(frame)).await.is_err() {
+    ws.close(Some(frame)).await.is_ok()
+}
+
+async fn close<S>(app: &App, ws: &mut WebSocketStream<S>, code: u16, reason: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if !send_close(app, ws, code, reason).await {
         return;
     }
     // Wait briefly for the peer's close reply, then drop the socket.
@@ -358,14 +366,7 @@ async fn close_too_big<S>(app: &App, ws: &mut WebSocketStream<S>, reason: &str)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    app.log(LogLevel::Debug, || {
-        format!("websocket closed with {CLOSE_TOO_BIG}: {reason}")
-    });
-    let frame = CloseFrame {
-        code: CloseCode::from(CLOSE_TOO_BIG),
-        reason: reason.chars().take(100).collect::<String>().into(),
-    };
-    if ws.close(Some(frame)).await.is_err() {
+    if !send_close(app, ws, CLOSE_TOO_BIG, reason).await {
         return;
     }
     let mut sink = vec![0u8; 16 * 1024];
