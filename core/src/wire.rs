@@ -333,7 +333,8 @@ mod tests {
         assert!(body.contains(&format!("0x63{}", hex::encode(h.0))));
         let answer = r#"[{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"not found"}},{"jsonrpc":"2.0","id":0,"result":"0xc0"}]"#;
         assert_eq!(decode_rpc_batch(answer, 2).unwrap(), vec![vec![0xc0]]);
-        let null = r#"[{"jsonrpc":"2.0","id":1,"result":null},{"jsonrpc":"2.0","id":0,"result":"0xc0"}]"#;
+        let null =
+            r#"[{"jsonrpc":"2.0","id":1,"result":null},{"jsonrpc":"2.0","id":0,"result":"0xc0"}]"#;
         assert_eq!(decode_rpc_batch(null, 2).unwrap(), vec![vec![0xc0]]);
         assert!(decode_rpc_batch(r#"[{"result":7}]"#, 2).is_err());
         assert!(decode_rpc_batch("<html>", 2).is_err());
