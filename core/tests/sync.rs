@@ -1141,6 +1141,58 @@ fn test_driver_far_peer_gets_large_requests() {
     assert!(seconds < 15.0, "{seconds} s, {} requests", far.requests);
 }
 
+/// Records the size of every request it is sent, then answers as its inner peer.
+struct Sizes {
+    inner: MemoryPeer,
+    sizes: Rc<std::cell::RefCell<Vec<usize>>>,
+}
+
+impl Peer for Sizes {
+    fn id(&self) -> &str {
+        "sizes"
+    }
+    fn fetch(
+        &self,
+        keys: Vec<ItemKey>,
+    ) -> futures::future::LocalBoxFuture<
+        'static,
+        Result<Vec<Vec<u8>>, triesync_core::peer::PeerError>,
+    > {
+        self.sizes.borrow_mut().push(keys.len());
+        self.inner.fetch(keys)
+    }
+}
+
+/// A peer's requests are small probes until one is answered (its latency is unknown until
+/// then), even when the queue holds far more; its later requests are full-sized.
+#[test]
+fn test_driver_first_request_of_a_peer_is_a_probe() {
+    let state = fixture("mainnet-genesis");
+    let clock = VirtualClock::default();
+    let peer_clock: Rc<dyn triesync_core::peer::Clock> = Rc::new(clock.clone());
+    let first = MemoryPeer::new(
+        "first",
+        &state,
+        Behaviour::Delay(Duration::from_millis(10), peer_clock),
+    );
+    let sizes = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let second = Sizes {
+        inner: first.sibling("second", Behaviour::Honest),
+        sizes: sizes.clone(),
+    };
+    let store = MemoryStore::new();
+    let (syncer, handle) = Syncer::new(state.root, SyncConfig::default());
+    handle.add_peer(Rc::new(first));
+    handle.add_peer(Rc::new(second));
+    let report = run_virtual(&clock, syncer.run(&store, &clock, &mut |_| {})).unwrap();
+    assert!(report.complete);
+    assert_exact(&store, &state);
+    let sizes = sizes.borrow();
+    eprintln!("second peer's request sizes: {sizes:?}");
+    assert!(sizes[0] <= 16, "{sizes:?}");
+    assert!(sizes.iter().any(|&n| n > 16), "{sizes:?}");
+}
+
 /// Answers each request with the blobs of its previous request: valid data, always late.
 struct Lagging {
     inner: MemoryPeer,

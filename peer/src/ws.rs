@@ -344,6 +344,7 @@ where
     ws.close(Some(frame)).await.is_ok()
 }
 
+/// Closes a socket: the close frame, then up to 2 s for the client's own.
 async fn close<S>(app: &App, ws: &mut WebSocketStream<S>, code: u16, reason: &str)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
